@@ -1,0 +1,189 @@
+"""One configuration model for every gearpy program: defaults < YAML file < ``GEARPY_*`` env < flags.
+
+Each program describes its settings as a dataclass whose field defaults are the documented
+defaults. :func:`load` merges the layers and coerces strings from the environment into the field's
+type, so a value means the same whether it came from a flag, a variable or the file.
+
+The YAML file is shared by the server, the worker and the client::
+
+    servers: ["127.0.0.1:4730"]   # top-level keys apply to every program that has the setting
+    workers_key: atom1
+    server:  {port: 4730, queue: "sqlite:///var/lib/gearpy/queue.db"}
+    worker:  {concurrency: 4}
+    client:  {timeout: 30}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from gearpy.errors import ConfigError
+
+ENV_PREFIX = "GEARPY_"
+C = TypeVar("C")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """Return (type without Optional, optional?) for a dataclass field annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return tp, False
+
+
+def coerce(name: str, tp: Any, value: Any) -> Any:
+    """Convert ``value`` (from YAML or a string from the environment) to the field's type."""
+    base, optional = _base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    if optional and isinstance(value, str) and value == "" and base is not str:
+        return None
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if base is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if base is float:
+            return float(value)
+        if typing.get_origin(base) in (list, tuple) or base in (list, tuple):
+            if isinstance(value, str):
+                items = [v.strip() for v in value.split(",") if v.strip()]
+            elif isinstance(value, (list, tuple)):
+                items = [str(v) for v in value]
+            else:
+                raise ValueError(value)
+            return tuple(items) if (base is tuple or typing.get_origin(base) is tuple) else items
+        if base is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        expected = getattr(base, "__name__", base)
+        raise ConfigError(f"{name}: invalid value {value!r} (expected {expected})") from None
+    return value
+
+
+def read_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Read a YAML config file into a dict. A missing or unreadable file is a :class:`ConfigError`."""
+    if path is None:
+        return {}
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of settings")
+    return data
+
+
+def load(
+    cls: type[C],
+    section: str,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> C:
+    """Build ``cls`` from defaults < YAML file (top level, then ``section``) < env < flags.
+
+    ``flags`` holds only the options given on the command line (None values are ignored), so an
+    unset flag never hides a value from the file or the environment.
+    """
+    env = os.environ if env is None else env
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    data = read_file(config_file)
+    layered = {k: v for k, v in data.items() if k in fields}
+    sect = data.get(section) or {}
+    if not isinstance(sect, dict):
+        raise ConfigError(f"config file: '{section}' must be a mapping")
+    for k in sect:
+        if k not in fields:
+            raise ConfigError(f"config file: unknown key '{section}.{k}'")
+    layered.update(sect)
+    for k, v in layered.items():
+        values[k] = coerce(k, hints[k], v)
+    for name in fields:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = coerce(key, hints[name], env[key])
+    for name, v in (flags or {}).items():
+        if v is None or name not in fields:
+            continue
+        if isinstance(v, tuple) and not v:
+            continue
+        values[name] = coerce("--" + name.replace("_", "-"), hints[name], v)
+    return cls(**values)
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """The effective configuration as plain data (for ``--print-config``)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL such as ``mysql://user:secret@host/db`` for logs and output."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, _, host = rest.rpartition("@")
+    if ":" in creds:
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def parse_server_address(text: str, default_port: int = 4730) -> tuple[str, int]:
+    """Parse ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into (host, port)."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty server address")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not port_text:
+        return host, default_port
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"invalid port in server address {text!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"port out of range in server address {text!r}")
+    return host, port
