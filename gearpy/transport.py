@@ -1,0 +1,148 @@
+"""The connection layer shared by the client library and the worker runtime.
+
+Blocking sockets from the stdlib ``socket`` module, looked up at call time: in plain threads they
+block the thread; in a gevent program (the worker runtime patches the process) they cooperate.
+Socket errors are mapped to :class:`GearpyConnectionError` here, in one place, keeping the cause.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import ssl
+from collections.abc import Iterator
+
+from gearpy.config import parse_server_address
+from gearpy.errors import GearpyConnectionError, GearpyTimeoutError
+from gearpy.protocol import Decoder, Packet, encode_request
+
+DEFAULT_PORT = 4730
+RECV_SIZE = 256 * 1024
+
+
+class Backoff:
+    """Exponential reconnect delays with full jitter: ``uniform(0, min(cap, base * 2**n))``.
+
+    Jitter keeps a fleet of workers from reconnecting in lock-step after a server restart.
+    """
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return self._rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class PacketConnection:
+    """One TCP (optionally TLS) connection speaking binary Gearman packets.
+
+    Not thread-safe by itself: the client guards it with a lock, the worker gives each its own
+    greenlet.
+    """
+
+    def __init__(
+        self,
+        address: str | tuple[str, int],
+        *,
+        connect_timeout: float | None = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if isinstance(address, str):
+            address = parse_server_address(address, DEFAULT_PORT)
+        self.host, self.port = address
+        self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname or self.host
+        self.sock: socket.socket | None = None
+        self.decoder = Decoder(allow_admin=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def connect(self) -> None:
+        """Open the connection (TCP_NODELAY on, as every Gearman exchange is small)."""
+        self.close()
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
+            sock.settimeout(None)
+        except (OSError, ssl.SSLError) as exc:
+            raise GearpyConnectionError(f"cannot connect to {self.name}: {_reason(exc)}") from exc
+        self.sock = sock
+        self.decoder = Decoder(allow_admin=False)
+
+    @property
+    def connected(self) -> bool:
+        return self.sock is not None
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def send(self, data: bytes) -> None:
+        """Send already-encoded bytes (several packets may be joined into one send)."""
+        if self.sock is None:
+            raise GearpyConnectionError(f"not connected to {self.name}")
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise GearpyConnectionError(f"connection to {self.name} lost: {_reason(exc)}") from exc
+
+    def send_packet(self, kind: int, *args: bytes) -> None:
+        self.send(encode_request(kind, *args))
+
+    def read_packet(self, timeout: float | None = None) -> Packet:
+        """Return the next packet, reading as needed; raise on timeout or a lost connection."""
+        while True:
+            ev = self.decoder.next_event()
+            if ev is not None:
+                return ev  # type: ignore[return-value]
+            self._fill(timeout)
+
+    def read_available(self, timeout: float | None = None) -> Iterator[Packet]:
+        """Read once (waiting up to ``timeout``) and yield every packet that is then complete."""
+        ev = self.decoder.next_event()
+        if ev is None:
+            self._fill(timeout)
+        else:
+            yield ev  # type: ignore[misc]
+        yield from self.decoder.events()  # type: ignore[misc]
+
+    def _fill(self, timeout: float | None) -> None:
+        if self.sock is None:
+            raise GearpyConnectionError(f"not connected to {self.name}")
+        try:
+            self.sock.settimeout(timeout)
+            data = self.sock.recv(RECV_SIZE)
+        except socket.timeout as exc:
+            raise GearpyTimeoutError(f"no answer from {self.name} within {timeout} s") from exc
+        except OSError as exc:
+            self.close()
+            raise GearpyConnectionError(f"connection to {self.name} lost: {_reason(exc)}") from exc
+        if not data:
+            self.close()
+            raise GearpyConnectionError(f"connection to {self.name} closed by the server")
+        self.decoder.feed(data)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
