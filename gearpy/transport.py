@@ -131,7 +131,7 @@ class PacketConnection:
         try:
             self.sock.settimeout(timeout)
             data = self.sock.recv(RECV_SIZE)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise GearpyTimeoutError(f"no answer from {self.name} within {timeout} s") from exc
         except OSError as exc:
             self.close()
