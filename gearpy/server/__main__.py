@@ -1,0 +1,5 @@
+"""``python -m gearpy.server`` runs ``gearpy-server``."""
+
+from gearpy.server.cli import main
+
+main()

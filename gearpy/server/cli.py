@@ -1,0 +1,136 @@
+"""``gearpy-server``: the command line of the job server, with gearmand's option names.
+
+Every option is also a ``GEARPY_<NAME>`` environment variable and a key of the config file's
+``server:`` section (defaults < file < environment < flags). Exit status: 0 after a clean stop,
+1 when the server cannot start (port taken, store unreachable), 2 for a usage or config error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from gearpy import __version__
+from gearpy.config import as_dict, load, redact_url
+from gearpy.errors import ConfigError, StoreError
+from gearpy.server.config import ServerConfig
+
+#: gearmand's queue-module options, accepted so an operator can swap binaries.
+GEARMAND_QUEUE_OPTIONS = [
+    "libsqlite3-db",
+    "libsqlite3-table",
+    "mysql-host",
+    "mysql-port",
+    "mysql-user",
+    "mysql-password",
+    "mysql-db",
+    "mysql-table",
+    "libpq-conninfo",
+    "libpq-table",
+    "redis-server",
+    "redis-port",
+    "redis-password",
+    "redis-prefix",
+]
+
+
+def _gearmand_queue_options(f):
+    for name in reversed(GEARMAND_QUEUE_OPTIONS):
+        f = click.option(f"--{name}", default=None, help=f"gearmand compatibility ({name}).")(f)
+    return f
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-L", "--listen", default=None, help="Address to listen on; '*' = all. [127.0.0.1]")
+@click.option("-p", "--port", default=None, type=int, help="Port. [4730]")
+@click.option("-q", "--queue", "--queue-type", "queue", default=None,
+              help="Queue store URL (memory://, sqlite:///path, mysql://, postgresql://, redis://) "
+              "or a gearmand module name. [memory://]")
+@click.option("--queue-table", default=None, help="Table name or key prefix of a durable store.")
+@click.option("-j", "--job-retries", default=None, type=int,
+              help="Drop a job after N requeues (worker lost); 0 = unlimited. [0]")
+@click.option("-w", "--worker-wakeup", default=None, type=int,
+              help="Sleeping workers woken per queued job; 0 = all. [0]")
+@click.option("-R", "--round-robin", is_flag=True, default=None,
+              help="Accepted for gearmand compatibility; round robin is always on.")
+@click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
+@click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
+@click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")
+@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds.")
+@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds.")
+@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes.")
+@click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'. [stderr]")
+@click.option("--verbose", default=None, help="Log level; gearmand names work (ERROR, NOTICE, INFO). [NOTICE]")
+@click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
+@click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
+@click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
+@click.option("--max-connections", default=None, type=int, help="Most connections at once.")
+@click.option("--max-output-buffer", default=None, type=int,
+              help="Unsent bytes per connection before it is dropped.")
+@click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+              help="YAML config file (server: section).")
+@click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")
+@_gearmand_queue_options
+@click.option("-t", "--threads", default=None, type=int, hidden=True, help="gearmand compatibility; ignored.")
+@click.version_option(__version__, "-V", "--version", prog_name="gearpy-server",
+                      message="%(prog)s %(version)s")
+def command(config_file: str | None, print_config: bool, threads: int | None, **flags: Any) -> None:
+    """Gearman job server: a drop-in replacement for gearmand."""
+    queue_opts = {k: flags.pop(k.replace("-", "_")) for k in GEARMAND_QUEUE_OPTIONS}
+    try:
+        cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
+        from gearpy import logs
+
+        logs.parse_level(cfg.verbose)
+        queue_url = _queue_url(cfg.queue, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
+        cfg.queue = queue_url
+        if print_config:
+            import yaml
+
+            shown = as_dict(cfg)
+            shown["queue"] = redact_url(shown["queue"])
+            click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
+            return
+        logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
+        from gearpy.server.store import open_store
+
+        store = open_store(cfg.queue, table=cfg.queue_table)
+    except (ConfigError, StoreError) as exc:
+        raise click.UsageError(str(exc)) from None
+    from gearpy.server.io import run
+
+    sys.exit(run(cfg, store, logs.reopen))
+
+
+def _queue_url(queue: str, opts: dict[str, str]) -> str:
+    """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
+    if "://" in queue:
+        return queue
+    name = queue.lower()
+    if name in ("builtin", "memory", ""):
+        return "memory://"
+    try:
+        from gearpy.server.stores import gearmand_queue_url
+    except ImportError:
+        raise ConfigError(f"queue type {queue!r} is not available") from None
+    return gearmand_queue_url(name, opts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        command.main(args=argv, prog_name="gearpy-server", standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"gearpy-server: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"gearpy-server: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

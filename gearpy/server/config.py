@@ -1,0 +1,57 @@
+"""Settings of ``gearpy-server``, with their documented defaults.
+
+Each field is also a ``GEARPY_<NAME>`` environment variable and a key of the ``server:`` section of
+the YAML config file; flags win over both. Names follow gearmand's options where one exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gearpy.protocol import DEFAULT_MAX_ADMIN_LINE, DEFAULT_MAX_PACKET_SIZE
+
+
+@dataclass
+class ServerConfig:
+    #: Address to listen on; ``*`` (or ``0.0.0.0``/``::``) means all interfaces. Loopback by default.
+    listen: str = "127.0.0.1"
+    #: TCP port (IANA "gearman").
+    port: int = 4730
+    #: Queue store URL: memory://, sqlite:///path, mysql://..., postgresql://..., redis://...
+    #: or a gearmand module name (builtin, libsqlite3, mysql, postgres, redis).
+    queue: str = "memory://"
+    #: Drop a job after it was requeued this many times (worker lost); 0 = unlimited (gearmand 1.1).
+    job_retries: int = 0
+    #: NOOPs sent per queued job to sleeping workers; 0 = wake them all.
+    worker_wakeup: int = 0
+    #: Accepted for gearmand compatibility; round robin between functions is always on (gearmand 2.0).
+    round_robin: bool = False
+    #: Job handle prefix; handles are ``PREFIX:N``. Default ``H:<hostname>``.
+    job_handle_prefix: str | None = None
+    #: Turn the "exceptions" option on for every connection.
+    exceptions: bool = False
+    #: SO_KEEPALIVE on connections, and the kernel's idle/interval/count (-1 = system default).
+    keepalive: bool = False
+    keepalive_idle: int = -1
+    keepalive_interval: int = -1
+    keepalive_count: int = -1
+    #: Log destination: ``stderr`` (default), ``none`` or a file path (reopened on SIGHUP).
+    log_file: str = "stderr"
+    #: Log level, gearmand's names accepted (FATAL ... NOTICE, INFO, DEBUG).
+    verbose: str = "NOTICE"
+    #: Log line format: text or json.
+    log_format: str = "text"
+    #: Write the process id here (removed at exit).
+    pid_file: str | None = None
+    #: Largest binary packet body accepted, checked before anything is allocated.
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    #: Longest admin text line (gearmand: 8 KiB).
+    max_admin_line: int = DEFAULT_MAX_ADMIN_LINE
+    #: Unsent output allowed per connection before it is disconnected (a peer that stops reading).
+    max_output_buffer: int = 64 * 1024 * 1024
+    #: Most connections held at once; further ones are closed at accept.
+    max_connections: int = 20000
+    #: listen() backlog.
+    backlog: int = 1024
+    #: Table name (SQL stores) or key prefix (Redis) for durable queues.
+    queue_table: str | None = None

@@ -1,0 +1,417 @@
+"""The thin gevent layer around :class:`ServerCore`: listeners, connections, timers, signals.
+
+One greenlet per connection reads (large chunks), feeds the sans-I/O decoder, applies every
+complete event to the core, then flushes the output of every connection the core touched: a
+non-blocking ``send`` straight from the reading greenlet in the common case, a writer greenlet only
+when a peer's socket buffer is full. Sockets are plain non-blocking stdlib sockets waited on with
+gevent's ``wait_read``/``wait_write``: no per-call wrapper overhead on the hot path.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.socket import wait_read, wait_write
+
+from gearpy import __version__
+from gearpy.errors import RemoteProtocolError, StoreError
+from gearpy.logs import NOTICE
+from gearpy.protocol import Decoder
+from gearpy.server.config import ServerConfig
+from gearpy.server.core import CloseConnection, Scheduler, ServerCore
+from gearpy.server.state import Conn
+from gearpy.server.store import QueueStore
+
+log = logging.getLogger("gearpy.server")
+
+RECV_SIZE = 256 * 1024
+
+
+class GeventScheduler(Scheduler):
+    """Timers on gevent's loop; after each callback, the output it produced is flushed."""
+
+    def __init__(self, after: Callable[[], None]) -> None:
+        self._loop = gevent.get_hub().loop
+        self._after = after
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Any:
+        timer = self._loop.timer(max(0.0, delay))
+
+        def fire() -> None:
+            timer.close()
+            try:
+                fn()
+            except Exception:  # pragma: no cover - a bug; keep the server up
+                log.exception("timer callback failed")
+            self._after()
+
+        timer.start(fire)
+        return timer
+
+    def cancel(self, timer: Any) -> None:
+        timer.close()
+
+
+class _Link:
+    """I/O side of one connection: the socket, its reader greenlet, a pending partial write."""
+
+    __slots__ = ("sock", "conn", "reader", "writer", "backlog", "closed")
+
+    def __init__(self, sock: socket.socket, conn: Conn) -> None:
+        self.sock = sock
+        self.conn = conn
+        self.reader: gevent.Greenlet | None = None
+        self.writer: gevent.Greenlet | None = None
+        self.backlog = b""
+        self.closed = False
+
+
+class GearServer:
+    """A running gearpy job server: ``start()``, then ``serve_forever()`` or ``stop()``."""
+
+    def __init__(self, cfg: ServerConfig, store: QueueStore | None = None) -> None:
+        self.cfg = cfg
+        self.scheduler = GeventScheduler(self.flush)
+        prefix = cfg.job_handle_prefix.encode() if cfg.job_handle_prefix else None
+        self.core = ServerCore(
+            scheduler=self.scheduler,
+            store=store,
+            handle_prefix=prefix,
+            job_retries=cfg.job_retries,
+            worker_wakeup=cfg.worker_wakeup,
+            exceptions=cfg.exceptions,
+            version=__version__,
+            verbose=cfg.verbose.upper(),
+        )
+        self.core.request_flush = self._request_flush  # type: ignore[attr-defined]
+        self.links: dict[int, _Link] = {}
+        self.listeners: list[socket.socket] = []
+        self._acceptors: list[gevent.Greenlet] = []
+        self._next_id = 0
+        self._flush_scheduled = False
+        self._stopped = Event()
+        self.exit_code = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def bind(self) -> list[tuple[str, int]]:
+        """Open the listening sockets (before replay: the port is ours, nothing is accepted yet)."""
+        host = self.cfg.listen
+        if host in ("*", ""):
+            host = None
+        try:
+            infos = socket.getaddrinfo(
+                host, self.cfg.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise OSError(f"cannot resolve listen address {self.cfg.listen!r}: {exc.strerror}") from exc
+        bound = []
+        seen = set()
+        for family, stype, proto, _, addr in infos:
+            if (family, addr) in seen:
+                continue
+            seen.add((family, addr))
+            sock = socket.socket(family, stype, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE and host is None and bound:
+                    continue
+                raise OSError(f"cannot listen on {addr[0]}:{addr[1]}: {exc.strerror}") from exc
+            sock.listen(self.cfg.backlog)
+            sock.setblocking(False)
+            self.listeners.append(sock)
+            bound.append(sock.getsockname()[:2])
+        return bound
+
+    def start(self) -> None:
+        """Bind, replay the durable store, then start accepting."""
+        bound = self.listeners and [s.getsockname()[:2] for s in self.listeners] or self.bind()
+        store = self.core.store
+        store.open()
+        replayed = 0
+        for rec in store.replay():
+            if self.core.replay(rec) is not None:
+                replayed += 1
+        if replayed:
+            log.log(NOTICE, "replayed %d job(s) from the %s queue store", replayed, store.name)
+        for sock in self.listeners:
+            self._acceptors.append(gevent.spawn(self._accept_loop, sock))
+        for host, port in bound:
+            log.log(NOTICE, "gearpy-server %s listening on %s:%d", __version__, host, port)
+
+    def serve_forever(self) -> int:
+        self._stopped.wait()
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Stop now: close listeners and connections (queued in-memory jobs are lost)."""
+        if self._stopped.is_set():
+            return
+        self._close_listeners()
+        self.flush()
+        for link in list(self.links.values()):
+            self._close_link(link)
+        try:
+            self.core.store.close()
+        except Exception as exc:  # pragma: no cover
+            log.warning("closing queue store: %s", exc)
+        log.log(NOTICE, "shutdown complete")
+        self._stopped.set()
+
+    def drain(self) -> None:
+        """Graceful stop (SIGUSR1, like gearmand): refuse new connections, exit once no job is left."""
+        log.log(NOTICE, "graceful shutdown: no new connections; waiting for %d job(s)", len(self.core.jobs))
+        self._close_listeners()
+        self.core.draining = True
+
+        def wait() -> None:
+            while not self.core.idle():
+                gevent.sleep(0.1)
+            self.stop()
+
+        gevent.spawn(wait)
+
+    def _close_listeners(self) -> None:
+        for g in self._acceptors:
+            g.kill(block=False)
+        self._acceptors.clear()
+        for sock in self.listeners:
+            sock.close()
+        self.listeners.clear()
+
+    # ---------------------------------------------------------------- accepting
+
+    def _accept_loop(self, lsock: socket.socket) -> None:
+        fd = lsock.fileno()
+        while True:
+            try:
+                sock, addr = lsock.accept()
+            except BlockingIOError:
+                wait_read(fd)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept failed: %s; retrying", exc.strerror)
+                    gevent.sleep(0.1)
+                    continue
+                if exc.errno in (errno.ECONNABORTED, errno.EINTR):
+                    continue
+                return
+            if len(self.links) >= self.cfg.max_connections:
+                log.warning("refusing connection from %s: %d connections open", addr[0], len(self.links))
+                sock.close()
+                continue
+            gevent.spawn(self._serve, sock, addr)
+
+    def _setup_socket(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            cfg = self.cfg
+            for opt, value in (
+                ("TCP_KEEPIDLE", cfg.keepalive_idle),
+                ("TCP_KEEPINTVL", cfg.keepalive_interval),
+                ("TCP_KEEPCNT", cfg.keepalive_count),
+            ):
+                if value > 0 and hasattr(socket, opt):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+
+    # ---------------------------------------------------------------- one connection
+
+    def _serve(self, sock: socket.socket, addr: Any) -> None:
+        self._setup_socket(sock)
+        self._next_id += 1
+        ip = addr[0] if isinstance(addr, tuple) else "-"
+        port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
+        conn = Conn(self._next_id, sock.fileno(), ip, port)
+        link = _Link(sock, conn)
+        link.reader = gevent.getcurrent()  # type: ignore[assignment]
+        self.links[conn.id] = link
+        core = self.core
+        core.connect(conn)
+        log.info("connection %d from %s:%s opened", conn.id, ip, port)
+        decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
+        fd = sock.fileno()
+        recv = sock.recv
+        handle = core.handle
+        reason = "closed by peer"
+        try:
+            while True:
+                try:
+                    data = recv(RECV_SIZE)
+                except BlockingIOError:
+                    wait_read(fd)
+                    continue
+                except OSError as exc:
+                    reason = exc.strerror or str(exc)
+                    break
+                if not data:
+                    break
+                decoder.feed(data)
+                try:
+                    for event in decoder.events():
+                        handle(conn, event)
+                        if conn.closing:
+                            break
+                except CloseConnection as exc:
+                    reason = f"closed: {exc}"
+                    conn.closing = True
+                except RemoteProtocolError as exc:
+                    reason = f"protocol error: {exc}"
+                    conn.closing = True
+                self.flush()
+                if conn.closing or link.closed:
+                    if reason == "closed by peer":
+                        reason = "closed by server"
+                    break
+        except gevent.GreenletExit:
+            reason = "closed by server"
+        finally:
+            log.info("connection %d from %s:%s %s", conn.id, ip, port, reason)
+            self._close_link(link, from_reader=True)
+
+    def _close_link(self, link: _Link, from_reader: bool = False) -> None:
+        if link.closed and not from_reader:
+            return
+        first = not link.closed
+        link.closed = True
+        if first or from_reader:
+            if self.links.pop(link.conn.id, None) is not None:
+                self.core.disconnect(link.conn)
+                self.flush()
+        if link.writer is not None and link.writer is not gevent.getcurrent():
+            link.writer.kill(block=False)
+        try:
+            link.sock.close()
+        except OSError:
+            pass
+        if not from_reader and link.reader is not None and link.reader is not gevent.getcurrent():
+            link.reader.kill(block=False)
+
+    # ---------------------------------------------------------------- output
+
+    def _request_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            gevent.get_hub().loop.run_callback(self.flush)
+
+    def flush(self) -> None:
+        """Send what the core queued, to every connection it touched."""
+        self._flush_scheduled = False
+        dirty = self.core.dirty
+        while dirty:
+            conn = dirty.pop()
+            link = self.links.get(conn.id)
+            if link is None or link.closed:
+                continue
+            if link.writer is not None:
+                continue  # the writer greenlet picks the new output up
+            data = conn.take_output()
+            if not data:
+                continue
+            try:
+                sent = link.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._close_link(link)
+                continue
+            if sent < len(data):
+                link.backlog = data[sent:]
+                if len(link.backlog) + conn.out_bytes > self.cfg.max_output_buffer:
+                    log.warning("connection %d stopped reading; disconnecting", conn.id)
+                    self._close_link(link)
+                    continue
+                link.writer = gevent.spawn(self._write_backlog, link)
+            elif conn.closing:
+                self._close_link(link)
+
+    def _write_backlog(self, link: _Link) -> None:
+        sock = link.sock
+        conn = link.conn
+        fd = sock.fileno()
+        try:
+            while True:
+                data = link.backlog
+                if not data:
+                    data = conn.take_output()
+                    if not data:
+                        break
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                link.backlog = data[sent:]
+                if len(link.backlog) + conn.out_bytes > self.cfg.max_output_buffer:
+                    log.warning("connection %d stopped reading; disconnecting", conn.id)
+                    raise OSError("output buffer limit")
+                if link.backlog:
+                    wait_write(fd)
+        except OSError:
+            link.writer = None
+            self._close_link(link)
+            return
+        link.writer = None
+        if conn.closing:
+            self._close_link(link)
+
+
+def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT stop, SIGUSR1 drains gracefully, SIGHUP reopens the log, SIGPIPE ignored."""
+
+    def stop() -> None:
+        log.log(NOTICE, "stopping on signal")
+        server.stop()
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    gevent.signal_handler(signal.SIGINT, stop)
+    gevent.signal_handler(signal.SIGUSR1, server.drain)
+    gevent.signal_handler(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def write_pid_file(path: str) -> None:
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def run(cfg: ServerConfig, store: QueueStore, on_hup: Callable[[], None]) -> int:
+    """Run a server until a signal stops it; returns the exit status."""
+    server = GearServer(cfg, store)
+    try:
+        server.bind()
+        server.start()
+    except (OSError, StoreError) as exc:
+        print(f"gearpy-server: {exc}", file=sys.stderr)
+        return 1
+    if cfg.pid_file:
+        try:
+            write_pid_file(cfg.pid_file)
+        except OSError as exc:
+            print(f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}", file=sys.stderr)
+            server.stop()
+            return 1
+    install_signals(server, on_hup)
+    try:
+        return server.serve_forever()
+    finally:
+        if cfg.pid_file:
+            try:
+                os.unlink(cfg.pid_file)
+            except OSError:
+                pass

@@ -1,0 +1,265 @@
+"""Plain objects holding the job server's state: jobs, functions and connections.
+
+No I/O here. The core (:mod:`gearpy.server.core`) mutates these; the gevent layer only moves
+bytes in and out of :class:`Conn` buffers. ``__slots__`` everywhere: a server may hold a million
+queued jobs, and every byte per job counts.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+HIGH, NORMAL, LOW = 0, 1, 2
+PRIORITIES = (HIGH, NORMAL, LOW)
+
+
+def gm_hash(data: bytes) -> int:
+    """gearmand's string hash (Jenkins one-at-a-time over *signed* chars); orders admin listings.
+
+    Reproducing it lets ``status`` and friends list entries in exactly gearmand's order, so tools
+    that diff outputs see no difference.
+    """
+    v = 0
+    for b in data:
+        v = (v + (b - 256 if b > 127 else b)) & 0xFFFFFFFF
+        v = (v + (v << 10)) & 0xFFFFFFFF
+        v ^= (v >> 6) | (0xFC000000 if v & 0x80000000 else 0)
+    v = (v + (v << 3)) & 0xFFFFFFFF
+    v ^= (v >> 11) | (0xFFE00000 if v & 0x80000000 else 0)
+    v = (v + (v << 15)) & 0xFFFFFFFF
+    return v or 1
+
+
+class Job:
+    """One job, queued or running. ``clients`` has one entry per foreground submit attached."""
+
+    __slots__ = (
+        "handle",
+        "function",
+        "unique",
+        "payload",
+        "priority",
+        "when",
+        "reducer",
+        "background",
+        "clients",
+        "worker",
+        "numerator",
+        "denominator",
+        "retries",
+        "ignore",
+        "store_id",
+        "timer",
+        "seq",
+        "submitted_at",
+        "started_at",
+    )
+
+    def __init__(
+        self,
+        handle: bytes,
+        function: Function,
+        unique: bytes,
+        payload: bytes,
+        priority: int,
+        background: bool,
+        when: int = 0,
+        reducer: bytes = b"",
+        seq: int = 0,
+    ) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.payload = payload
+        self.priority = priority
+        self.when = when
+        self.reducer = reducer
+        self.background = background
+        self.clients: list[Conn] = []
+        self.worker: Conn | None = None
+        self.numerator = 0
+        self.denominator = 0
+        self.retries = 0
+        self.ignore = False
+        self.store_id: str | None = None
+        self.timer: object | None = None
+        self.seq = seq
+        self.submitted_at = 0.0
+        self.started_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} p={self.priority}>"
+
+
+class Function:
+    """A function name known to the server, with its queues and the workers that can do it.
+
+    ``queues`` holds runnable jobs per priority (FIFO; abandoned jobs are skipped when popped);
+    ``scheduled`` is a heap of epoch jobs not yet due. ``workers`` counts registrations (a
+    connection that sent CAN_DO twice counts twice, as in gearmand), and ``sleepers`` holds
+    sleeping connections in wake-up order, so a submit wakes workers in O(woken).
+    """
+
+    __slots__ = (
+        "name",
+        "queues",
+        "scheduled",
+        "running",
+        "workers",
+        "sleepers",
+        "max_queue",
+        "seq",
+        "hash",
+        "due_timer",
+        "due_at",
+    )
+
+    def __init__(self, name: bytes, seq: int) -> None:
+        self.name = name
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.scheduled: list[tuple[int, int, Job]] = []
+        self.running = 0
+        self.workers = 0
+        self.sleepers: OrderedDict[Conn, None] = OrderedDict()
+        self.max_queue = [0, 0, 0]
+        self.seq = seq
+        self.hash = gm_hash(name)
+        self.due_timer: object | None = None
+        self.due_at = 0
+
+    def queued(self, priority: int) -> int:
+        n = len(self.queues[priority])
+        if priority == NORMAL:
+            n += len(self.scheduled)
+        return n
+
+    @property
+    def total(self) -> int:
+        """Queued (all priorities, incl. not-yet-due epoch jobs) plus running: ``status`` TOTAL."""
+        q = self.queues
+        return len(q[0]) + len(q[1]) + len(q[2]) + len(self.scheduled) + self.running
+
+    def schedule(self, job: Job) -> None:
+        heapq.heappush(self.scheduled, (job.when, job.seq, job))
+
+    def promote_due(self, now: int) -> None:
+        """Move epoch jobs whose time has come onto their priority's queue."""
+        sched = self.scheduled
+        while sched and sched[0][0] <= now:
+            job = heapq.heappop(sched)[2]
+            self.queues[job.priority].append(job)
+
+    def has_runnable(self, now: int) -> bool:
+        if self.scheduled and self.scheduled[0][0] <= now:
+            return True
+        return bool(self.queues[0] or self.queues[1] or self.queues[2])
+
+
+class Pending:
+    """A reply slot in a connection's output whose bytes are not known yet.
+
+    A durable background submit reserves one; JOB_CREATED (or ERROR) fills it once the store has
+    committed. Output queued behind it waits, so replies keep their request order.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+
+class Conn:
+    """Server-side state of one TCP connection (client, worker, admin, or all three at once)."""
+
+    __slots__ = (
+        "id",
+        "fd",
+        "ip",
+        "port",
+        "client_id",
+        "exceptions",
+        "sleeping",
+        "noop_sent",
+        "abilities",
+        "jobs",
+        "waiting",
+        "out",
+        "out_bytes",
+        "has_pending",
+        "closing",
+        "wake",
+        "is_worker",
+        "is_client",
+        "peer_cert_subject",
+    )
+
+    def __init__(self, conn_id: int, fd: int = -1, ip: str = "127.0.0.1", port: int = 0) -> None:
+        self.id = conn_id
+        self.fd = fd
+        self.ip = ip
+        self.port = port
+        self.client_id = b"-"
+        self.exceptions = False
+        self.sleeping = False
+        self.noop_sent = False
+        #: registrations, newest first: [function, timeout_ms]
+        self.abilities: list[list] = []
+        #: jobs assigned to this connection as a worker, in grab order
+        self.jobs: list[Job] = []
+        #: jobs this connection waits on as a client (one entry per foreground submit)
+        self.waiting: list[Job] = []
+        self.out: list[bytes | Pending] = []
+        self.out_bytes = 0
+        self.has_pending = False
+        #: set by the core when the connection must be closed once its output is flushed
+        self.closing = False
+        #: called (by the core) when output is ready; the I/O layer installs it
+        self.wake: Callable[[], None] | None = None
+        self.is_worker = False
+        self.is_client = False
+        self.peer_cert_subject: str | None = None
+
+    def push(self, data: bytes) -> None:
+        """Queue bytes to send."""
+        self.out.append(data)
+        self.out_bytes += len(data)
+
+    def reserve(self) -> Pending:
+        """Reserve an ordered reply slot to be filled later (see :class:`Pending`)."""
+        slot = Pending()
+        self.out.append(slot)
+        self.has_pending = True
+        return slot
+
+    def take_output(self) -> bytes:
+        """Remove and return the bytes ready to send (up to the first unfilled reply slot)."""
+        out = self.out
+        if not self.has_pending:
+            if len(out) == 1:
+                data = out[0]
+            else:
+                data = b"".join(out)  # type: ignore[arg-type]
+            out.clear()
+            self.out_bytes = 0
+            return data  # type: ignore[return-value]
+        ready: list[bytes] = []
+        i = 0
+        for i, item in enumerate(out):  # noqa: B007
+            if isinstance(item, Pending):
+                if item.data is None:
+                    break
+                ready.append(item.data)
+            else:
+                ready.append(item)
+        else:
+            i = len(out)
+        del out[:i]
+        self.has_pending = any(isinstance(x, Pending) for x in out)
+        data = b"".join(ready)
+        self.out_bytes = max(0, self.out_bytes - len(data))
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Conn {self.id} {self.ip}:{self.port}>"
