@@ -62,7 +62,7 @@ def _gearmand_queue_options(f):
 @click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds.")
 @click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes.")
 @click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'. [stderr]")
-@click.option("--verbose", default=None, help="Log level; gearmand names work (ERROR, NOTICE, INFO). [NOTICE]")
+@click.option("--verbose", default=None, help="Log level (gearmand names work). [NOTICE]")
 @click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
