@@ -1,0 +1,191 @@
+"""gearpy-server as a process: options, config layering, signals, pid file, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+from gearpy.protocol import Decoder, PacketType, encode_request
+from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+
+SERVER = [sys.executable, "-m", "gearpy.server"]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [*SERVER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def admin(address: tuple[str, int], line: bytes) -> bytes:
+    with socket.create_connection(address, timeout=5) as s:
+        s.sendall(line)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_print_config_layers_defaults_file_env_flags(tmp_path):
+    cfg = tmp_path / "gearpy.yml"
+    cfg.write_text(yaml.safe_dump({"server": {"port": 5000, "job_retries": 3, "worker_wakeup": 2}}))
+    out = run_cli("--config", str(cfg), "--print-config", "-w", "7", env={"GEARPY_JOB_RETRIES": "4"})
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)["server"]
+    assert shown["listen"] == "127.0.0.1"  # default: loopback only
+    assert shown["port"] == 5000  # from the file
+    assert shown["job_retries"] == 4  # environment beats the file
+    assert shown["worker_wakeup"] == 7  # flag beats everything
+
+
+def test_print_config_hides_passwords():
+    out = run_cli("--print-config", "-q", "mysql://root:s3cret@127.0.0.1:3306/test")
+    assert out.returncode == 0, out.stderr
+    assert "s3cret" not in out.stdout
+    assert "root:***@" in out.stdout
+
+
+def test_bad_option_is_one_line_and_exit_2():
+    out = run_cli("--no-such-option")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("gearpy-server:")
+
+
+def test_bad_env_value_is_one_line_and_exit_2():
+    out = run_cli("--print-config", env={"GEARPY_PORT": "notaport"})
+    assert out.returncode == 2
+    assert "GEARPY_PORT" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_verbose_level_is_rejected():
+    out = run_cli("--verbose", "CHATTY", "--print-config")
+    assert out.returncode == 2
+    assert "CHATTY" in out.stderr
+
+
+def test_port_in_use_exits_1_with_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        out = run_cli("--port", str(port))
+    assert out.returncode == 1
+    assert "cannot listen" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_version_flag():
+    out = run_cli("-V")
+    assert out.returncode == 0
+    assert out.stdout.startswith("gearpy-server ")
+
+
+def test_sigterm_stops_cleanly_and_removes_pid_file(tmp_path):
+    pid_file = tmp_path / "gearpy.pid"
+    server = ServerProcess(gearpy_server_argv("--pid-file", str(pid_file))).start()
+    try:
+        assert int(pid_file.read_text()) == server.proc.pid
+        reply = admin((server.host, server.port), b"getpid\n")
+        assert reply == b"OK %d\n" % server.proc.pid
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert not pid_file.exists()
+    assert "Traceback" not in server.log()
+
+
+def test_sigusr1_drains_then_exits(tmp_path):
+    server = ServerProcess(gearpy_server_argv()).start()
+    addr = (server.host, server.port)
+    try:
+        worker = socket.create_connection(addr, timeout=5)
+        worker.sendall(encode_request(PacketType.CAN_DO, b"slow"))
+        client = socket.create_connection(addr, timeout=5)
+        client.sendall(encode_request(PacketType.SUBMIT_JOB_BG, b"slow", b"", b"x"))
+        dec = Decoder()
+        dec.feed(client.recv(4096))
+        created = dec.next_event()
+        assert created.kind == PacketType.JOB_CREATED
+        server.signal(signal.SIGUSR1)
+        # New connections are refused once draining starts...
+        deadline = time.monotonic() + 5
+        refused = False
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(addr, timeout=1).close()
+                time.sleep(0.05)
+            except OSError:
+                refused = True
+                break
+        assert refused
+        # ...but the process stays up while a job is left, and existing connections still work.
+        assert server.proc.poll() is None
+        worker.sendall(encode_request(PacketType.GRAB_JOB))
+        wdec = Decoder()
+        wdec.feed(worker.recv(4096))
+        assign = wdec.next_event()
+        assert assign.kind == PacketType.JOB_ASSIGN
+        worker.sendall(encode_request(PacketType.WORK_COMPLETE, assign.args[0], b"done"))
+        assert server.proc.wait(10) == 0
+        worker.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_env_listen_and_port_are_used():
+    port = free_port()
+    proc = subprocess.Popen(
+        SERVER,
+        env={**os.environ, "GEARPY_PORT": str(port), "GEARPY_LISTEN": "127.0.0.1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        from gearpy.testing import wait_for_port
+
+        wait_for_port("127.0.0.1", port, proc=proc)
+        assert admin(("127.0.0.1", port), b"version\n").startswith(b"OK ")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_sighup_reopens_log_file(tmp_path):
+    log_file = tmp_path / "server.log"
+    server = ServerProcess(gearpy_server_argv("--log-file", str(log_file), "--verbose", "INFO")).start()
+    try:
+        rotated = tmp_path / "server.log.1"
+        os.rename(log_file, rotated)
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while not log_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        admin((server.host, server.port), b"version\n")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "opened" not in log_file.read_text():
+            time.sleep(0.05)
+        assert "connection" in log_file.read_text()
+        assert "listening" in rotated.read_text()
+    finally:
+        server.stop()
