@@ -1,0 +1,165 @@
+"""Run gearpy-server and gearmand side by side on the same loads and report the ratios.
+
+    python benchmarks/run.py                 # every shape, 3 rounds, interleaved
+    python benchmarks/run.py --quick         # smaller loads (a smoke run)
+    python benchmarks/run.py --shapes bg,fg_pipelined --rounds 5
+
+Each round starts fresh servers (gearpy-server and gearmand on loopback ports) and plays each
+shape against gearpy then gearmand, so drift of a noisy machine hits both. Medians over rounds are
+reported with the ratio gearpy/gearmand (for latency, CPU and memory lower is better). Prints a
+Markdown table to paste into BENCHMARKS.md, and warns when rounds spread widely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import loadgen  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen) -> None:
+    for _ in range(500):
+        if proc.poll() is not None:
+            raise RuntimeError("server exited at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("server did not listen")
+
+
+def start_gearpy(port: int, extra: list[str]) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-m", "gearpy.server", "--listen", "127.0.0.1", "--port", str(port),
+                          "--verbose", "ERROR", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, p)
+    return p
+
+
+def start_gearmand(port: int, tmp: str, extra: list[str]) -> subprocess.Popen:
+    gearmand = shutil.which("gearmand") or "/usr/sbin/gearmand"
+    p = subprocess.Popen([gearmand, "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
+                          f"--pid-file={tmp}/gearmand-{port}.pid", *extra],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, p)
+    return p
+
+
+def stop(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+SHAPES = {
+    # name: (description, function(port, pid, quick) -> Result, metric key, higher is better)
+    "bg": "background submits, 2 clients pipelining (jobs/s)",
+    "fg_pipelined": "foreground echo jobs, 2 pipelining clients, 4 workers (jobs/s)",
+    "fg_many": "foreground, 8 clients one job at a time, 8 workers (jobs/s)",
+    "latency": "single client round trip, 1 worker (p50/p99 us)",
+    "memory": "server memory per queued 64-byte background job (bytes)",
+    "durable": "durable background submits: gearpy sqlite vs gearmand libsqlite3 (jobs/s)",
+}
+
+
+def play(shape: str, port: int, pid: int, quick: bool) -> dict:
+    k = 0.1 if quick else 1.0
+    if shape == "bg":
+        r = loadgen.shape_background(port, pid, 2, int(100_000 * k), 1000)
+        return {"rate": r.rate, "cpu_us": r.extra["server_cpu_us_per_job"]}
+    if shape == "fg_pipelined":
+        r = loadgen.shape_foreground(port, pid, 2, 4, int(50_000 * k), 100)
+        return {"rate": r.rate, "cpu_us": r.extra["server_cpu_us_per_job"]}
+    if shape == "fg_many":
+        r = loadgen.shape_foreground(port, pid, 8, 8, int(5_000 * k), 1, function=b"bench_many")
+        return {"rate": r.rate, "cpu_us": r.extra["server_cpu_us_per_job"]}
+    if shape == "latency":
+        r = loadgen.shape_foreground(port, pid, 1, 1, int(5_000 * k), 1, function=b"bench_lat", latencies=True)
+        return {"p50_us": r.extra["p50_us"], "p99_us": r.extra["p99_us"]}
+    if shape == "memory":
+        r = loadgen.shape_memory(port, pid, int(1_000_000 * k))
+        return {"bytes_per_job": r.extra["bytes_per_job"]}
+    if shape == "durable":
+        r = loadgen.shape_background(port, pid, 4, int(5_000 * k), 500, function=b"bench_durable")
+        return {"rate": r.rate}
+    raise ValueError(shape)
+
+
+LOWER_IS_BETTER = {"cpu_us", "p50_us", "p99_us", "bytes_per_job"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    shapes = [s for s in args.shapes.split(",") if s]
+    results: dict[tuple[str, str], list[dict]] = {}
+    tmp = tempfile.mkdtemp(prefix="gearpy-bench-")
+    for rnd in range(args.rounds):
+        for shape in shapes:
+            for kind in ("gearpy", "gearmand"):
+                port = free_port()
+                db = os.path.join(tmp, f"{kind}-{rnd}-{shape}.db")
+                if kind == "gearpy":
+                    extra = ["-q", f"sqlite:///{db}"] if shape == "durable" else []
+                    proc = start_gearpy(port, extra)
+                else:
+                    extra = ["-q", "libsqlite3", f"--libsqlite3-db={db}"] if shape == "durable" else []
+                    proc = start_gearmand(port, tmp, extra)
+                try:
+                    res = play(shape, port, proc.pid, args.quick)
+                finally:
+                    stop(proc)
+                results.setdefault((shape, kind), []).append(res)
+                print(f"round {rnd + 1} {shape:13s} {kind:8s} "
+                      + " ".join(f"{k}={v:,.1f}" for k, v in res.items()), file=sys.stderr, flush=True)
+    cpu = platform.processor() or platform.machine()
+    print(f"\nMachine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}; rounds: {args.rounds}{' (quick)' if args.quick else ''}\n")
+    print("| shape | metric | gearpy | gearmand | ratio gearpy/gearmand | better |")
+    print("|---|---|---:|---:|---:|---|")
+    for shape in shapes:
+        gp = results[(shape, "gearpy")]
+        gm = results[(shape, "gearmand")]
+        for metric in gp[0]:
+            a = statistics.median(r[metric] for r in gp)
+            b = statistics.median(r[metric] for r in gm)
+            ratio = a / b if b else float("inf")
+            lower = metric in LOWER_IS_BETTER
+            better = "gearpy" if (ratio < 1) == lower else "gearmand"
+            spread = [r[metric] for r in gp] + [r[metric] for r in gm]
+            noisy = ""
+            for series in (gp, gm):
+                vals = [r[metric] for r in series]
+                if len(vals) > 1 and statistics.median(vals) and \
+                        (max(vals) - min(vals)) / statistics.median(vals) > 0.25:
+                    noisy = " (noisy)"
+            del spread
+            print(f"| {SHAPES[shape]} | {metric} | {a:,.1f} | {b:,.1f} | {ratio:.2f}x{noisy} | {better} |")
+
+
+if __name__ == "__main__":
+    main()
