@@ -27,8 +27,7 @@ def _connect(port: int) -> socket.socket:
 def _packets(sock: socket.socket, dec: Decoder):
     """Yield packets forever, reading as needed."""
     while True:
-        for ev in dec.events():
-            yield ev
+        yield from dec.events()
         data = sock.recv(1 << 20)
         if not data:
             return
@@ -182,14 +181,23 @@ def drop_function(port: int, function: bytes) -> None:
     admin(port, b"drop function " + function + b"\r\n")
 
 
-def shape_background(port: int, server_pid: int, clients: int, per_client: int, window: int,
-                     payload_size: int = 64, function: bytes = b"bench_bg") -> Result:
+def shape_background(
+    port: int,
+    server_pid: int,
+    clients: int,
+    per_client: int,
+    window: int,
+    payload_size: int = 64,
+    function: bytes = b"bench_bg",
+) -> Result:
     q: mp.Queue = mp.Queue()
     payload = b"p" * payload_size
     cpu0 = _cpu_seconds(server_pid)
     t0 = time.perf_counter()
-    procs = [mp.Process(target=bg_client_proc, args=(port, function, per_client, window, payload, q))
-             for _ in range(clients)]
+    procs = [
+        mp.Process(target=bg_client_proc, args=(port, function, per_client, window, payload, q))
+        for _ in range(clients)
+    ]
     for p in procs:
         p.start()
     results = [q.get(timeout=600) for _ in procs]
@@ -201,11 +209,21 @@ def shape_background(port: int, server_pid: int, clients: int, per_client: int, 
     return Result(jobs, wall, {"server_cpu_us_per_job": cpu / jobs * 1e6})
 
 
-def shape_foreground(port: int, server_pid: int, clients: int, workers: int, per_client: int,
-                     window: int, function: bytes = b"bench_fg", latencies: bool = False) -> Result:
+def shape_foreground(
+    port: int,
+    server_pid: int,
+    clients: int,
+    workers: int,
+    per_client: int,
+    window: int,
+    function: bytes = b"bench_fg",
+    latencies: bool = False,
+) -> Result:
     ctx_stop = time.monotonic() + 600
     readies = [mp.Event() for _ in range(workers)]
-    wprocs = [mp.Process(target=worker_proc, args=(port, function, ctx_stop, r), daemon=True) for r in readies]
+    wprocs = [
+        mp.Process(target=worker_proc, args=(port, function, ctx_stop, r), daemon=True) for r in readies
+    ]
     for p in wprocs:
         p.start()
     for r in readies:
@@ -214,8 +232,10 @@ def shape_foreground(port: int, server_pid: int, clients: int, workers: int, per
     q: mp.Queue = mp.Queue()
     cpu0 = _cpu_seconds(server_pid)
     t0 = time.perf_counter()
-    cprocs = [mp.Process(target=fg_client_proc, args=(port, function, per_client, window, q, latencies))
-              for _ in range(clients)]
+    cprocs = [
+        mp.Process(target=fg_client_proc, args=(port, function, per_client, window, q, latencies))
+        for _ in range(clients)
+    ]
     for p in cprocs:
         p.start()
     results = [q.get(timeout=600) for _ in cprocs]
@@ -235,8 +255,9 @@ def shape_foreground(port: int, server_pid: int, clients: int, workers: int, per
     return Result(jobs, wall, extra)
 
 
-def shape_memory(port: int, server_pid: int, jobs: int, payload_size: int = 64,
-                 function: bytes = b"bench_mem") -> Result:
+def shape_memory(
+    port: int, server_pid: int, jobs: int, payload_size: int = 64, function: bytes = b"bench_mem"
+) -> Result:
     """Server RSS growth per queued background job (jobs stay queued: no worker)."""
     before = rss_bytes(server_pid)
     clients = 2

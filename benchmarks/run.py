@@ -48,17 +48,40 @@ def wait_port(port: int, proc: subprocess.Popen) -> None:
 
 
 def start_gearpy(port: int, extra: list[str]) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-m", "gearpy.server", "--listen", "127.0.0.1", "--port", str(port),
-                          "--verbose", "ERROR", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gearpy.server",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--verbose",
+            "ERROR",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_port(port, p)
     return p
 
 
 def start_gearmand(port: int, tmp: str, extra: list[str]) -> subprocess.Popen:
     gearmand = shutil.which("gearmand") or "/usr/sbin/gearmand"
-    p = subprocess.Popen([gearmand, "--listen=127.0.0.1", f"--port={port}", "--log-file=none",
-                          f"--pid-file={tmp}/gearmand-{port}.pid", *extra],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            gearmand,
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--log-file=none",
+            f"--pid-file={tmp}/gearmand-{port}.pid",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_port(port, p)
     return p
 
@@ -95,7 +118,9 @@ def play(shape: str, port: int, pid: int, quick: bool) -> dict:
         r = loadgen.shape_foreground(port, pid, 8, 8, int(5_000 * k), 1, function=b"bench_many")
         return {"rate": r.rate, "cpu_us": r.extra["server_cpu_us_per_job"]}
     if shape == "latency":
-        r = loadgen.shape_foreground(port, pid, 1, 1, int(5_000 * k), 1, function=b"bench_lat", latencies=True)
+        r = loadgen.shape_foreground(
+            port, pid, 1, 1, int(5_000 * k), 1, function=b"bench_lat", latencies=True
+        )
         return {"p50_us": r.extra["p50_us"], "p99_us": r.extra["p99_us"]}
     if shape == "memory":
         r = loadgen.shape_memory(port, pid, int(1_000_000 * k))
@@ -134,11 +159,17 @@ def main() -> None:
                 finally:
                     stop(proc)
                 results.setdefault((shape, kind), []).append(res)
-                print(f"round {rnd + 1} {shape:13s} {kind:8s} "
-                      + " ".join(f"{k}={v:,.1f}" for k, v in res.items()), file=sys.stderr, flush=True)
+                print(
+                    f"round {rnd + 1} {shape:13s} {kind:8s} "
+                    + " ".join(f"{k}={v:,.1f}" for k, v in res.items()),
+                    file=sys.stderr,
+                    flush=True,
+                )
     cpu = platform.processor() or platform.machine()
-    print(f"\nMachine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}; rounds: {args.rounds}{' (quick)' if args.quick else ''}\n")
+    print(
+        f"\nMachine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; rounds: {args.rounds}{' (quick)' if args.quick else ''}\n"
+    )
     print("| shape | metric | gearpy | gearmand | ratio gearpy/gearmand | better |")
     print("|---|---|---:|---:|---:|---|")
     for shape in shapes:
@@ -154,8 +185,11 @@ def main() -> None:
             noisy = ""
             for series in (gp, gm):
                 vals = [r[metric] for r in series]
-                if len(vals) > 1 and statistics.median(vals) and \
-                        (max(vals) - min(vals)) / statistics.median(vals) > 0.25:
+                if (
+                    len(vals) > 1
+                    and statistics.median(vals)
+                    and (max(vals) - min(vals)) / statistics.median(vals) > 0.25
+                ):
                     noisy = " (noisy)"
             del spread
             print(f"| {SHAPES[shape]} | {metric} | {a:,.1f} | {b:,.1f} | {ratio:.2f}x{noisy} | {better} |")
