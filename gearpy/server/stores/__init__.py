@@ -1,0 +1,171 @@
+"""Durable queue stores: SQLite, MySQL/MariaDB, PostgreSQL and Redis, all with group commit.
+
+Choose one with a URL (``gearpy-server -q URL``, or ``server: {queue: URL}`` in YAML)::
+
+    sqlite:///var/lib/gearpy/queue.db          embedded; the default durable store for one machine
+    mysql://user:pass@host:3306/db             MySQL / MariaDB (PyMySQL)
+    postgresql://user:pass@host:5432/db        PostgreSQL (pg8000); postgres:// works too
+    redis://[:pass@]host:6379/0                Redis (redis-py); rediss:// for TLS
+
+Options go in the query string or as keyword arguments (keywords win; an ``options`` mapping is
+accepted too): ``table`` (SQL, default ``gearpy_queue``), ``prefix`` (Redis, default ``gearpy:``),
+``max_batch``, ``max_batch_bytes``, ``commit_delay``, ``reconnect_min``, ``reconnect_max``,
+``connect_timeout``, ``close_timeout``; SQLite also ``busy_timeout`` and ``synchronous``
+(``FULL`` default, ``NORMAL`` survives kill -9 but not power loss); Redis also ``require_aof``.
+
+Every store acknowledges a background job only after its transaction committed, batches the writes
+of concurrent submits into one transaction (:mod:`.group_commit`), keys rows by the job's
+``store_id`` (so empty and repeated uniques and empty payloads are all kept), and replays in
+insertion order. What "committed" survives (fsync, server crash only, ...) depends on the database
+settings and is logged at start; see each backend module.
+
+**Moving from gearmand.** :func:`gearmand_queue_url` turns gearmand's ``-q``/``--libsqlite3-*``/
+``--mysql-*``/``--libpq-*``/``--redis-*`` options into a URL, so the same flags work. gearpy never
+writes gearmand's table (its layout loses jobs, see gearman-protocol.md §6.4); jobs still waiting
+in it are moved once with::
+
+    python -m gearpy.server.stores.takeover --from-gearmand sqlite:///var/lib/gearmand/queue.db \\
+        --to sqlite:///var/lib/gearpy/queue.db
+
+(stop gearmand first; see :mod:`.takeover`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from gearpy.errors import ConfigError
+from gearpy.server.stores.gearmand import gearmand_queue_url
+from gearpy.server.stores.group_commit import Backend, GroupCommitStore
+from gearpy.server.stores.url import StoreURL, check_identifier, parse_options, parse_url
+
+__all__ = ["Backend", "GroupCommitStore", "gearmand_queue_url", "make_backend", "open_durable_store"]
+
+_STORE_OPTIONS = (
+    "max_batch",
+    "max_batch_bytes",
+    "commit_delay",
+    "reconnect_min",
+    "reconnect_max",
+    "close_timeout",
+)
+
+
+def _sqlite(url: StoreURL, opts: dict[str, object]) -> Backend:
+    from gearpy.server.stores import sqlite_backend as mod
+
+    return mod.SqliteBackend(
+        url.path,
+        table=check_identifier(str(opts.get("table") or mod.DEFAULT_TABLE)),
+        busy_timeout=float(opts.get("busy_timeout", mod.DEFAULT_BUSY_TIMEOUT)),  # type: ignore[arg-type]
+        synchronous=str(opts.get("synchronous", "FULL")),
+    )
+
+
+def _name(url: StoreURL, default_port: int, detail: str) -> str:
+    """A log-safe name: scheme, user, host, port, database; never the password."""
+    user = f"{url.user}:***@" if url.password else (f"{url.user}@" if url.user else "")
+    return f"{url.scheme}://{user}{url.host or '127.0.0.1'}:{url.port or default_port}/{url.path} {detail}"
+
+
+def _mysql(url: StoreURL, opts: dict[str, object]) -> Backend:
+    from gearpy.server.stores import mysql_backend as mod
+
+    table = check_identifier(str(opts.get("table") or mod.DEFAULT_TABLE))
+    if not url.path:
+        raise ConfigError("mysql queue URL needs a database: mysql://user:pass@host:3306/DB")
+    return mod.MysqlBackend(
+        _name(url, mod.DEFAULT_PORT, f"table={table}"),
+        host=url.host or "127.0.0.1",
+        port=url.port or mod.DEFAULT_PORT,
+        user=url.user or "root",
+        password=url.password or "",
+        database=url.path,
+        table=table,
+        connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+    )
+
+
+def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
+    from gearpy.server.stores import postgres_backend as mod
+
+    table = check_identifier(str(opts.get("table") or mod.DEFAULT_TABLE))
+    user = url.user or os.environ.get("PGUSER") or "postgres"
+    return mod.PostgresBackend(
+        _name(url, mod.DEFAULT_PORT, f"table={table}"),
+        host=url.host or "127.0.0.1",
+        port=url.port or mod.DEFAULT_PORT,
+        user=user,
+        password=url.password if url.password is not None else os.environ.get("PGPASSWORD"),
+        database=url.path or user,
+        table=table,
+        connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+    )
+
+
+def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
+    from gearpy.server.stores import redis_backend as mod
+
+    prefix = str(opts.get("prefix") or mod.DEFAULT_PREFIX)
+    try:
+        db = int(url.path or 0)
+    except ValueError:
+        raise ConfigError(f"redis database must be a number, not {url.path!r}") from None
+    return mod.RedisBackend(
+        _name(url, mod.DEFAULT_PORT, f"prefix={prefix}"),
+        host=url.host or "127.0.0.1",
+        port=url.port or mod.DEFAULT_PORT,
+        db=db,
+        username=url.user,
+        password=url.password,
+        prefix=prefix,
+        ssl=url.scheme == "rediss",
+        connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        require_aof=bool(opts.get("require_aof", False)),
+    )
+
+
+_BACKENDS: dict[str, tuple[str, Callable[[StoreURL, dict[str, object]], Backend]]] = {
+    "sqlite": ("sqlite_backend", _sqlite),
+    "sqlite3": ("sqlite_backend", _sqlite),
+    "mysql": ("mysql_backend", _mysql),
+    "mariadb": ("mysql_backend", _mysql),
+    "postgresql": ("postgres_backend", _postgres),
+    "postgres": ("postgres_backend", _postgres),
+    "redis": ("redis_backend", _redis),
+    "rediss": ("redis_backend", _redis),
+}
+
+
+def make_backend(url: str, **options: object) -> tuple[Backend, dict[str, object], StoreURL]:
+    """Parse ``url`` and options into a backend (not connected), the checked options and the URL."""
+    parsed = url if isinstance(url, StoreURL) else parse_url(url)
+    entry = _BACKENDS.get(parsed.scheme)
+    if entry is None:
+        raise ConfigError(
+            f"unknown queue store {parsed.scheme!r} in {parsed.redacted!r} "
+            f"(known: memory, {', '.join(sorted(_BACKENDS))})"
+        )
+    module_name, factory = entry
+    module = __import__(f"gearpy.server.stores.{module_name}", fromlist=["EXTRA_OPTIONS"])
+    opts = parse_options(parsed, options, module.EXTRA_OPTIONS)
+    try:
+        backend = factory(parsed, opts)
+    except ImportError as exc:
+        raise ConfigError(
+            f"queue store {parsed.scheme!r} needs its driver: pip install 'gearpy[{parsed.scheme}]' ({exc})"
+        ) from None
+    return backend, opts, parsed
+
+
+def open_durable_store(url: str, **options: object) -> GroupCommitStore:
+    """Build the durable store named by ``url``; the caller then calls ``open()`` and ``replay()``.
+
+    Raises :class:`ConfigError` for a bad URL or option (checked before any connection). The
+    store is returned unopened so the server decides when to connect (``open()`` raises
+    :class:`gearpy.errors.StoreError` with one log-safe line when the database is unreachable).
+    """
+    backend, opts, parsed = make_backend(url, **options)
+    tuning = {key: opts[key] for key in _STORE_OPTIONS if key in opts}
+    return GroupCommitStore(backend, secret=parsed.password, **tuning)  # type: ignore[arg-type]

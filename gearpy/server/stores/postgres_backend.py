@@ -1,0 +1,80 @@
+"""PostgreSQL (pg8000): ``postgresql://user:pass@host:5432/db?table=gearpy_queue``.
+
+A batch is one transaction; the job is acknowledged after ``COMMIT`` returns. With the default
+``synchronous_commit=on`` (read at connect and logged) the commit has reached the WAL on disk;
+``off`` may lose the last few hundred milliseconds on a server crash (never corrupts).
+``postgres://`` is accepted as a synonym. Without a password in the URL, ``PGPASSWORD`` is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gearpy.server.stores.sql import SqlBackend
+
+DEFAULT_TABLE = "gearpy_queue"
+DEFAULT_PORT = 5432
+EXTRA_OPTIONS: dict[str, type] = {}
+
+
+class PostgresBackend(SqlBackend):
+    """A PostgreSQL database holding gearpy's queue table."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str | None,
+        database: str,
+        table: str = DEFAULT_TABLE,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(table, name)
+        self._params: dict[str, Any] = dict(
+            host=host, port=port, user=user, password=password, database=database, timeout=connect_timeout
+        )
+
+    def connect(self) -> None:
+        import pg8000.dbapi
+
+        conn = pg8000.dbapi.connect(**self._params)
+        try:
+            cur = conn.cursor()
+            cur.execute("SHOW synchronous_commit")
+            level = cur.fetchone()[0]
+            cur.execute("SHOW fsync")
+            fsync = cur.fetchone()[0]
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if fsync != "on":
+            self.durability = "none for OS crashes (the server runs with fsync=off)"
+        elif level == "off":
+            self.durability = "server crash may lose the last commits (synchronous_commit=off)"
+        else:
+            self.durability = f"WAL flushed at every commit (synchronous_commit={level})"
+        self.conn = conn
+
+    def create_schema(self) -> None:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.qtable} (
+                    seq BIGSERIAL PRIMARY KEY,
+                    store_id VARCHAR(128) NOT NULL UNIQUE,
+                    function_name BYTEA NOT NULL,
+                    unique_key BYTEA NOT NULL,
+                    priority SMALLINT NOT NULL,
+                    when_to_run BIGINT NOT NULL,
+                    reducer BYTEA NOT NULL,
+                    data BYTEA NOT NULL)"""
+            )
+            self.conn.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        self.check_layout(cur)
