@@ -45,16 +45,37 @@ def _gearmand_queue_options(f):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-L", "--listen", default=None, help="Address to listen on; '*' = all. [127.0.0.1]")
 @click.option("-p", "--port", default=None, type=int, help="Port. [4730]")
-@click.option("-q", "--queue", "--queue-type", "queue", default=None,
-              help="Queue store URL (memory://, sqlite:///path, mysql://, postgresql://, redis://) "
-              "or a gearmand module name. [memory://]")
+@click.option(
+    "-q",
+    "--queue",
+    "--queue-type",
+    "queue",
+    default=None,
+    help="Queue store URL (memory://, sqlite:///path, mysql://, postgresql://, redis://) "
+    "or a gearmand module name. [memory://]",
+)
 @click.option("--queue-table", default=None, help="Table name or key prefix of a durable store.")
-@click.option("-j", "--job-retries", default=None, type=int,
-              help="Drop a job after N requeues (worker lost); 0 = unlimited. [0]")
-@click.option("-w", "--worker-wakeup", default=None, type=int,
-              help="Sleeping workers woken per queued job; 0 = all. [0]")
-@click.option("-R", "--round-robin", is_flag=True, default=None,
-              help="Accepted for gearmand compatibility; round robin is always on.")
+@click.option(
+    "-j",
+    "--job-retries",
+    default=None,
+    type=int,
+    help="Drop a job after N requeues (worker lost); 0 = unlimited. [0]",
+)
+@click.option(
+    "-w",
+    "--worker-wakeup",
+    default=None,
+    type=int,
+    help="Sleeping workers woken per queued job; 0 = all. [0]",
+)
+@click.option(
+    "-R",
+    "--round-robin",
+    is_flag=True,
+    default=None,
+    help="Accepted for gearmand compatibility; round robin is always on.",
+)
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")
@@ -67,16 +88,47 @@ def _gearmand_queue_options(f):
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
 @click.option("--max-connections", default=None, type=int, help="Most connections at once.")
-@click.option("--max-output-buffer", default=None, type=int,
-              help="Unsent bytes per connection before it is dropped.")
+@click.option(
+    "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
+)
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
-@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
-              help="YAML config file (server: section).")
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus /metrics and /healthz here (opt-in), e.g. 127.0.0.1:9418.",
+)
+@click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
+@click.option("--ssl-certificate", default=None, help="Server certificate (PEM).")
+@click.option("--ssl-key", default=None, help="Server private key (PEM).")
+@click.option("--ssl-ca-file", default=None, help="CA bundle; clients must then present a certificate.")
+@click.option("--handshake-timeout", default=None, type=float, help="Seconds for a TLS handshake. [10]")
+@click.option(
+    "--packet-timeout",
+    default=None,
+    type=float,
+    help="Seconds a half-received packet may wait for the rest. [60]",
+)
+@click.option(
+    "--admin-allow",
+    default=None,
+    multiple=True,
+    help="Who may cancel jobs, create/drop functions, set maxqueue: IP, network or cert:SUBJECT "
+    "(repeatable). [anyone]",
+)
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="YAML config file (server: section).",
+)
 @click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")
 @_gearmand_queue_options
 @click.option("-t", "--threads", default=None, type=int, hidden=True, help="gearmand compatibility; ignored.")
-@click.version_option(__version__, "-V", "--version", prog_name="gearpy-server",
-                      message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "-V", "--version", prog_name="gearpy-server", message="%(prog)s %(version)s"
+)
 def command(config_file: str | None, print_config: bool, threads: int | None, **flags: Any) -> None:
     """Gearman job server: a drop-in replacement for gearmand."""
     queue_opts = {k: flags.pop(k.replace("-", "_")) for k in GEARMAND_QUEUE_OPTIONS}

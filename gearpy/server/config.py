@@ -6,7 +6,7 @@ the YAML config file; flags win over both. Names follow gearmand's options where
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gearpy.protocol import DEFAULT_MAX_ADMIN_LINE, DEFAULT_MAX_PACKET_SIZE
 
@@ -55,3 +55,20 @@ class ServerConfig:
     backlog: int = 1024
     #: Table name (SQL stores) or key prefix (Redis) for durable queues.
     queue_table: str | None = None
+    #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in; e.g. 127.0.0.1:9418).
+    metrics: str | None = None
+    #: TLS on the Gearman port (binary and admin alike), with gearmand's option names.
+    ssl: bool = False
+    ssl_certificate: str | None = None
+    ssl_key: str | None = None
+    #: With a CA file, clients must present a certificate signed by it (gearmand checks none).
+    ssl_ca_file: str | None = None
+    #: Seconds a connection may take to finish the TLS handshake.
+    handshake_timeout: float = 10.0
+    #: Seconds a connection may sit on a half-received packet or admin line before it is closed.
+    packet_timeout: float = 60.0
+    #: Who may run mutating admin commands (cancel job, create/drop function, maxqueue):
+    #: a comma-separated list of addresses or networks (``127.0.0.1``, ``10.0.0.0/8``) and
+    #: ``cert:SUBJECT`` entries (the client certificate's subject, e.g. ``cert:CN=ops``).
+    #: Empty = anyone who can connect (gearmand's behaviour).
+    admin_allow: list[str] = field(default_factory=list)

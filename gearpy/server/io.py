@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -21,9 +22,10 @@ from typing import Any
 import gevent
 from gevent.event import Event
 from gevent.socket import wait_read, wait_write
+from gevent.timeout import Timeout
 
 from gearpy import __version__
-from gearpy.errors import RemoteProtocolError, StoreError
+from gearpy.errors import ConfigError, RemoteProtocolError, StoreError
 from gearpy.logs import NOTICE
 from gearpy.protocol import Decoder
 from gearpy.server.config import ServerConfig
@@ -93,6 +95,11 @@ class GearServer:
             verbose=cfg.verbose.upper(),
         )
         self.core.request_flush = self._request_flush  # type: ignore[attr-defined]
+        self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
+        self.metrics = None
+        self._metrics_server = None
+        if cfg.admin_allow:
+            self.core.admin_allowed = AdminPolicy(cfg.admin_allow)  # type: ignore[attr-defined]
         self.links: dict[int, _Link] = {}
         self.listeners: list[socket.socket] = []
         self._acceptors: list[gevent.Greenlet] = []
@@ -151,7 +158,38 @@ class GearServer:
         for sock in self.listeners:
             self._acceptors.append(gevent.spawn(self._accept_loop, sock))
         for host, port in bound:
-            log.log(NOTICE, "gearpy-server %s listening on %s:%d", __version__, host, port)
+            log.log(
+                NOTICE,
+                "gearpy-server %s listening on %s:%d%s",
+                __version__,
+                host,
+                port,
+                " (TLS)" if self.ssl_context else "",
+            )
+        if self.cfg.metrics:
+            self.start_metrics(self.cfg.metrics)
+
+    def start_metrics(self, listen: str) -> None:
+        """Serve /metrics and /healthz (opt-in)."""
+        from gearpy.metrics import parse_listen, serve_metrics
+        from gearpy.server.metrics import ServerMetrics
+
+        self.metrics = ServerMetrics(self.core)
+        self.core.observer = self.metrics
+        store = self.core.store
+        if hasattr(store, "commit_observer"):
+            store.commit_observer = self.metrics.store_committed
+        address = parse_listen(listen)
+        self._metrics_server = serve_metrics(address, self.metrics.registry, self.health)
+        log.log(NOTICE, "metrics on http://%s:%d/metrics", *address)
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy when listening (or draining on purpose) and the queue store is reachable."""
+        if not self.listeners and not self.core.draining:
+            return False, "not listening"
+        if not self.core.store.healthy():
+            return False, "queue store unreachable"
+        return True, "ok"
 
     def serve_forever(self) -> int:
         self._stopped.wait()
@@ -162,6 +200,8 @@ class GearServer:
         if self._stopped.is_set():
             return
         self._close_listeners()
+        if self._metrics_server is not None:
+            self._metrics_server.stop(timeout=1)
         self.flush()
         for link in list(self.links.values()):
             self._close_link(link)
@@ -235,14 +275,25 @@ class GearServer:
 
     def _serve(self, sock: socket.socket, addr: Any) -> None:
         self._setup_socket(sock)
+        if self.ssl_context is not None:
+            tls = self._handshake(sock, addr)
+            if tls is None:
+                return
+            sock = tls
         self._next_id += 1
         ip = addr[0] if isinstance(addr, tuple) else "-"
         port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
         conn = Conn(self._next_id, sock.fileno(), ip, port)
         link = _Link(sock, conn)
         link.reader = gevent.getcurrent()  # type: ignore[assignment]
+        if isinstance(sock, ssl.SSLSocket):
+            conn.peer_cert_subject = _subject(sock.getpeercert())
         self.links[conn.id] = link
         core = self.core
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.connections.inc()
+        packet_timeout = self.cfg.packet_timeout or None
         core.connect(conn)
         log.info("connection %d from %s:%s opened", conn.id, ip, port)
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
@@ -254,8 +305,16 @@ class GearServer:
             while True:
                 try:
                     data = recv(RECV_SIZE)
-                except BlockingIOError:
-                    wait_read(fd)
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    if decoder.buffered:
+                        # Half a packet: the rest must come within packet_timeout.
+                        try:
+                            wait_read(fd, timeout=packet_timeout, timeout_exc=_PacketTimeout)
+                        except _PacketTimeout:
+                            reason = "closed: incomplete packet timed out"
+                            break
+                    else:
+                        wait_read(fd)
                     continue
                 except OSError as exc:
                     reason = exc.strerror or str(exc)
@@ -263,8 +322,10 @@ class GearServer:
                 if not data:
                     break
                 decoder.feed(data)
+                n = 0
                 try:
                     for event in decoder.events():
+                        n += 1
                         handle(conn, event)
                         if conn.closing:
                             break
@@ -274,6 +335,9 @@ class GearServer:
                 except RemoteProtocolError as exc:
                     reason = f"protocol error: {exc}"
                     conn.closing = True
+                if metrics is not None:
+                    metrics.packets_in.inc(n)
+                    metrics.bytes_in.inc(len(data))
                 self.flush()
                 if conn.closing or link.closed:
                     if reason == "closed by peer":
@@ -284,6 +348,33 @@ class GearServer:
         finally:
             log.info("connection %d from %s:%s %s", conn.id, ip, port, reason)
             self._close_link(link, from_reader=True)
+
+    def _handshake(self, sock: socket.socket, addr: Any) -> ssl.SSLSocket | None:
+        """TLS handshake without blocking the loop, bounded by ``handshake_timeout``."""
+        assert self.ssl_context is not None
+        try:
+            tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as exc:
+            log.info("TLS setup for %s failed: %s", addr[0], exc)
+            sock.close()
+            return None
+        fd = tls.fileno()
+        try:
+            with Timeout(self.cfg.handshake_timeout, _PacketTimeout):
+                while True:
+                    try:
+                        tls.do_handshake()
+                        return tls
+                    except ssl.SSLWantReadError:
+                        wait_read(fd)
+                    except ssl.SSLWantWriteError:
+                        wait_write(fd)
+        except _PacketTimeout:
+            log.info("TLS handshake from %s timed out", addr[0])
+        except (OSError, ssl.SSLError) as exc:
+            log.info("TLS handshake from %s failed: %s", addr[0], getattr(exc, "reason", None) or exc)
+        tls.close()
+        return None
 
     def _close_link(self, link: _Link, from_reader: bool = False) -> None:
         if link.closed and not from_reader:
@@ -326,11 +417,13 @@ class GearServer:
                 continue
             try:
                 sent = link.sock.send(data)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 sent = 0
             except OSError:
                 self._close_link(link)
                 continue
+            if self.metrics is not None:
+                self.metrics.bytes_out.inc(sent)
             if sent < len(data):
                 link.backlog = data[sent:]
                 if len(link.backlog) + conn.out_bytes > self.cfg.max_output_buffer:
@@ -354,8 +447,10 @@ class GearServer:
                         break
                 try:
                     sent = sock.send(data)
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                     sent = 0
+                if self.metrics is not None:
+                    self.metrics.bytes_out.inc(sent)
                 link.backlog = data[sent:]
                 if len(link.backlog) + conn.out_bytes > self.cfg.max_output_buffer:
                     log.warning("connection %d stopped reading; disconnecting", conn.id)
@@ -369,6 +464,86 @@ class GearServer:
         link.writer = None
         if conn.closing:
             self._close_link(link)
+
+
+class _PacketTimeout(Exception):
+    """A peer left a packet or a TLS handshake unfinished for too long."""
+
+
+def _subject(cert: dict | None) -> str | None:
+    """A peer certificate's subject as ``CN=x,O=y`` (for admin ACLs and logs)."""
+    if not cert:
+        return None
+    parts = []
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            short = {
+                "commonName": "CN",
+                "organizationName": "O",
+                "organizationalUnitName": "OU",
+                "countryName": "C",
+                "localityName": "L",
+                "stateOrProvinceName": "ST",
+            }.get(key, key)
+            parts.append(f"{short}={value}")
+    return ",".join(parts)
+
+
+def make_server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
+    """TLS 1.2 or newer; client certificates required when a CA file is given."""
+    if not cfg.ssl_certificate or not cfg.ssl_key:
+        raise ConfigError("--ssl needs --ssl-certificate and --ssl-key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cfg.ssl_certificate, cfg.ssl_key)
+        if cfg.ssl_ca_file:
+            ctx.load_verify_locations(cfg.ssl_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load TLS certificate/key/CA: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
+    return ctx
+
+
+class AdminPolicy:
+    """Who may run mutating admin commands: addresses, networks and certificate subjects."""
+
+    def __init__(self, entries: list[str]) -> None:
+        import ipaddress
+
+        self.networks = []
+        self.subjects = set()
+        for entry in entries:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry.startswith("cert:"):
+                self.subjects.add(entry[5:])
+                continue
+            if entry == "loopback":
+                entry = "127.0.0.0/8"
+                self.networks.append(ipaddress.ip_network("::1/128"))
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"admin_allow: not an address, network or cert:SUBJECT: {entry!r}"
+                ) from None
+
+    def __call__(self, conn: Conn) -> bool:
+        import ipaddress
+
+        if conn.peer_cert_subject is not None and conn.peer_cert_subject in self.subjects:
+            return True
+        try:
+            ip = ipaddress.ip_address(conn.ip)
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks if net.version == ip.version)
 
 
 def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
@@ -392,11 +567,11 @@ def write_pid_file(path: str) -> None:
 
 def run(cfg: ServerConfig, store: QueueStore, on_hup: Callable[[], None]) -> int:
     """Run a server until a signal stops it; returns the exit status."""
-    server = GearServer(cfg, store)
     try:
+        server = GearServer(cfg, store)
         server.bind()
         server.start()
-    except (OSError, StoreError) as exc:
+    except (OSError, StoreError, ConfigError) as exc:
         print(f"gearpy-server: {exc}", file=sys.stderr)
         return 1
     if cfg.pid_file:
