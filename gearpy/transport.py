@@ -146,3 +146,19 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def connect_tcp(address: str | tuple[str, int], timeout: float | None = 5.0) -> socket.socket:
+    """Open a plain TCP socket (TCP_NODELAY on) for the admin text protocol.
+
+    Errors map to :class:`GearpyConnectionError` with the same wording as :class:`PacketConnection`.
+    """
+    if isinstance(address, str):
+        address = parse_server_address(address, DEFAULT_PORT)
+    host, port = address
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:
+        raise GearpyConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
+    return sock

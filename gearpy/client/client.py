@@ -1,0 +1,355 @@
+"""The client: submit jobs to one or many Gearman servers and follow them.
+
+Servers come from the ``servers`` argument, else the config (YAML top-level ``servers:``, the
+``client:`` section, or ``GEARPY_SERVERS=a:4730,b:4730``). A job with a unique id goes to the server
+chosen by ``zlib.crc32(unique) % len(servers)`` — a stable hash, so every client that submits the same
+unique reaches the same server and duplicates coalesce there. A job without one goes round-robin.
+When the chosen server is down the next one in the list is tried, and so on around the list.
+
+Failover never re-runs a job silently: a submit moves on only if the server did not answer
+JOB_CREATED. Once a foreground job is created, losing its connection ends it as
+:class:`~gearpy.errors.JobOutcomeUnknown`.
+
+The client holds no global state: each :class:`Client` owns its connections, and after ``fork()`` a
+child notices the new pid and opens its own connections instead of sharing the parent's sockets.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from gearpy.client.config import ClientConfig, load_config
+from gearpy.client.connection import ServerConnection, remaining
+from gearpy.client.job import Callback, Job, JobStatus, UniqueStatus, parse_status_unique
+from gearpy.codecs import Codec, get_codec
+from gearpy.config import parse_server_address
+from gearpy.errors import GearpyConnectionError, GearpyError
+from gearpy.keys import apply_key
+from gearpy.protocol import PacketType, encode_request
+
+T = PacketType
+
+#: (priority, background) -> submit packet type.
+SUBMIT_TYPES = {
+    ("normal", False): T.SUBMIT_JOB,
+    ("high", False): T.SUBMIT_JOB_HIGH,
+    ("low", False): T.SUBMIT_JOB_LOW,
+    ("normal", True): T.SUBMIT_JOB_BG,
+    ("high", True): T.SUBMIT_JOB_HIGH_BG,
+    ("low", True): T.SUBMIT_JOB_LOW_BG,
+}
+PRIORITIES = ("normal", "high", "low")
+
+
+def _to_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def epoch_of(when: _dt.datetime | float | int) -> int:
+    """Seconds since the epoch for SUBMIT_JOB_EPOCH; a naive datetime is local time."""
+    if isinstance(when, _dt.datetime):
+        return int(when.timestamp())
+    if isinstance(when, bool) or not isinstance(when, (int, float)):
+        raise TypeError(f"when must be a datetime or a number of seconds, not {type(when).__name__}")
+    return int(when)
+
+
+def _normalize(address: str) -> str:
+    host, port = parse_server_address(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Client:
+    """A reusable, thread-safe Gearman client over one connection per server.
+
+    ``Client(servers=["a:4730", "b:4730"], key="site1")``; ``servers`` and ``key`` override the
+    ``config`` (a :class:`ClientConfig`, else loaded from ``config_file`` and the environment).
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str] | str | None = None,
+        *,
+        key: str | None = None,
+        config: ClientConfig | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        codec: str | Codec | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
+        if isinstance(servers, str):
+            servers = [s for s in servers.split(",") if s.strip()]
+        if config is None:
+            config = load_config(
+                config_file,
+                servers=list(servers) if servers else None,
+                workers_key=key,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                codec=codec if isinstance(codec, str) else None,
+            )
+        else:
+            overrides = {"servers": list(servers) if servers else None, "workers_key": key}
+            overrides.update(timeout=timeout, connect_timeout=connect_timeout)
+            for name, value in overrides.items():
+                if value is not None:
+                    setattr(config, name, value)
+        if not config.servers:
+            raise GearpyError("no Gearman server configured")
+        self.config = config
+        self.servers = [_normalize(s) for s in config.servers]
+        self.codec = get_codec(codec if codec is not None else config.codec)
+        self._round_robin = itertools.count()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._conns: dict[str, ServerConnection] = {}
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection (jobs still running end as outcome unknown)."""
+        for conn in list(self._conns.values()):
+            conn.close()
+
+    # ----- servers ------------------------------------------------------------------------------
+    def connection(self, server: str) -> ServerConnection:
+        """The shared connection to ``server`` (a fresh set after fork)."""
+        if os.getpid() != self._pid:
+            # The parent's sockets and locks are not ours: drop them (their fds close with them).
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            self._conns = {}
+        with self._lock:
+            conn = self._conns.get(server)
+            if conn is None:
+                conn = ServerConnection(server, connect_timeout=self.config.connect_timeout)
+                self._conns[server] = conn
+            return conn
+
+    def server_order(self, unique: bytes = b"") -> list[str]:
+        """Servers to try, first choice first: crc32(unique) picks it, else round-robin."""
+        n = len(self.servers)
+        start = zlib.crc32(unique) % n if unique else next(self._round_robin) % n
+        return self.servers[start:] + self.servers[:start]
+
+    # ----- submitting ---------------------------------------------------------------------------
+    def _deadline(self, timeout: float | None) -> float | None:
+        timeout = self.config.timeout if timeout is None else timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _build(
+        self,
+        function: str,
+        payload: Any = b"",
+        *,
+        background: bool = False,
+        priority: str = "normal",
+        unique: str | bytes | None = None,
+        key: str | None = None,
+        when: _dt.datetime | float | None = None,
+        codec: str | Codec | None = None,
+        on_data: Callback | None = None,
+        on_warning: Callback | None = None,
+        on_progress: Callback | None = None,
+    ) -> tuple[Job, bytes]:
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+        cdc = self.codec if codec is None else get_codec(codec)
+        wire = apply_key(function, self.config.workers_key if key is None else key)
+        uniq = _to_bytes(unique)
+        data = cdc.encode(payload)
+        callbacks = {"data": [on_data], "warning": [on_warning], "progress": [on_progress]}
+        job = Job(
+            function if isinstance(function, str) else function.decode("utf-8", "replace"),
+            wire,
+            uniq,
+            data,
+            background=background,
+            codec=cdc,
+            callbacks={k: [f for f in v if f is not None] for k, v in callbacks.items()},
+        )
+        if when is not None:
+            # SUBMIT_JOB_EPOCH is background-only, normal priority, in every server.
+            if not background or priority != "normal":
+                raise ValueError("when= needs background=True and normal priority (SUBMIT_JOB_EPOCH)")
+            packet = encode_request(T.SUBMIT_JOB_EPOCH, wire, uniq, str(epoch_of(when)).encode(), data)
+        else:
+            packet = encode_request(SUBMIT_TYPES[priority, background], wire, uniq, data)
+        return job, packet
+
+    def submit(
+        self, function: str, payload: Any = b"", *, timeout: float | None = None, **options: Any
+    ) -> Job:
+        """Submit one job and return its :class:`Job` once the server created it (JOB_CREATED).
+
+        Does not wait for the result: call ``job.result(timeout)``. Options: ``background``,
+        ``priority`` (normal/high/low), ``unique``, ``key`` (workers key; default from config),
+        ``when`` (datetime or epoch seconds; background only), ``codec``, and callbacks
+        ``on_data``/``on_warning``/``on_progress``. A refused submit raises
+        :class:`~gearpy.errors.ServerError`; no reachable server, :class:`GearpyConnectionError`.
+        """
+        return self.submit_many([dict(options, function=function, payload=payload)], timeout=timeout)[0]
+
+    def submit_many(
+        self,
+        requests: Iterable[Mapping[str, Any] | tuple[str, Any]],
+        *,
+        timeout: float | None = None,
+        **defaults: Any,
+    ) -> list[Job]:
+        """Submit many jobs pipelined: one write per server, then all JOB_CREATED replies are read.
+
+        Each request is a ``(function, payload)`` tuple or a dict of :meth:`submit`'s arguments;
+        ``defaults`` apply to every request. Returns the jobs in request order. A job the server
+        refused ends in state ``error`` (its ``result()`` raises the ServerError) instead of
+        failing the whole batch.
+        """
+        deadline = self._deadline(timeout)
+        built: list[tuple[Job, bytes, list[str]]] = []
+        for req in requests:
+            spec = dict(defaults)
+            if isinstance(req, Mapping):
+                spec.update(req)
+            else:
+                spec["function"], spec["payload"] = req
+            job, packet = self._build(spec.pop("function"), spec.pop("payload", b""), **spec)
+            built.append((job, packet, self.server_order(job.unique)))
+        todo = built
+        errors: dict[str, GearpyConnectionError] = {}
+        while todo:
+            groups: dict[str, list[tuple[Job, bytes, list[str]]]] = {}
+            for item in todo:
+                groups.setdefault(item[2][0], []).append(item)
+            retry: list[tuple[Job, bytes, list[str]]] = []
+            sent: list[tuple[ServerConnection, list[tuple[Job, bytes, list[str]]]]] = []
+            for server, items in groups.items():
+                conn = self.connection(server)
+                for job, _, _ in items:
+                    job._attach(conn)
+                foreground = any(not job.background for job, _, _ in items)
+                try:
+                    data = b"".join(p for _, p, _ in items)
+                    conn.send(data, [j for j, _, _ in items], exceptions=foreground)
+                except GearpyConnectionError as exc:
+                    errors[server] = exc
+                    retry.extend(items)
+                    continue
+                sent.append((conn, items))
+            for conn, items in sent:
+                for item in items:
+                    job = item[0]
+                    conn.wait(lambda job=job: job.created or job.done or job._lost_before_created, deadline)
+                    if job._lost_before_created is not None:
+                        errors[conn.address] = job._lost_before_created
+                        retry.append(item)
+            todo = []
+            for job, packet, order in retry:
+                if len(order) == 1:
+                    raise _no_server(errors, job)
+                todo.append((job, packet, order[1:]))
+        return [job for job, _, _ in built]
+
+    # ----- status -------------------------------------------------------------------------------
+    def status(self, handle: str, *, timeout: float | None = 10.0) -> JobStatus:
+        """GET_STATUS on every server until one knows the handle (handles do not name their server)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: JobStatus | None = None
+        errors: dict[str, GearpyConnectionError] = {}
+        for server in self.servers:
+            try:
+                st = self.connection(server).get_status(handle, remaining(deadline))
+            except GearpyConnectionError as exc:
+                errors[server] = exc
+                continue
+            if st.known:
+                return st
+            last = st
+        if last is None:
+            raise _no_server(errors)
+        return last
+
+    def status_unique(self, unique: str | bytes, *, timeout: float | None = 10.0) -> UniqueStatus:
+        """GET_STATUS_UNIQUE on the server that ``unique`` hashes to (failing over like submit)."""
+        uniq = _to_bytes(unique)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        errors: dict[str, GearpyConnectionError] = {}
+        for server in self.server_order(uniq):
+            try:
+                conn = self.connection(server)
+                packet = conn.call(encode_request(T.GET_STATUS_UNIQUE, uniq), T.STATUS_RES_UNIQUE, deadline)
+            except GearpyConnectionError as exc:
+                errors[server] = exc
+                continue
+            return parse_status_unique(packet)
+        raise _no_server(errors)
+
+    def ping(self, server: str | None = None, *, timeout: float | None = 10.0) -> float:
+        """ECHO round trip to ``server`` (default: the first one); returns seconds."""
+        conn = self.connection(_normalize(server) if server else self.servers[0])
+        deadline = None if timeout is None else time.monotonic() + timeout
+        token = os.urandom(8).hex().encode()
+        start = time.perf_counter()
+        packet = conn.call(encode_request(T.ECHO_REQ, token), T.ECHO_RES, deadline)
+        elapsed = time.perf_counter() - start
+        if packet.args[0] != token:
+            raise GearpyError(f"{conn.address} echoed {packet.args[0]!r}, expected {token!r}")
+        return elapsed
+
+
+def _no_server(errors: Mapping[str, GearpyConnectionError], job: Job | None = None) -> GearpyConnectionError:
+    if len(errors) == 1:
+        return next(iter(errors.values()))
+    detail = "; ".join(f"{s}: {e}" for s, e in errors.items())
+    return GearpyConnectionError(f"no Gearman server reachable ({detail})")
+
+
+def submit(
+    function: str,
+    payload: Any = b"",
+    *,
+    background: bool = False,
+    priority: str = "normal",
+    unique: str | bytes | None = None,
+    key: str | None = None,
+    when: _dt.datetime | float | None = None,
+    servers: Sequence[str] | str | None = None,
+    timeout: float | None = None,
+    codec: str | Codec | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Submit one job and, for a foreground job, wait for its result.
+
+    Returns the decoded result (foreground) or the job handle (background). Raises
+    :class:`~gearpy.errors.JobFailed`, :class:`~gearpy.errors.JobException` (``.payload``),
+    :class:`~gearpy.errors.JobOutcomeUnknown` or :class:`~gearpy.errors.GearpyTimeoutError`;
+    ``timeout`` bounds the whole call. Opens and closes its own connection: use a :class:`Client`
+    to submit many jobs.
+    """
+    with Client(servers, key=key, codec=codec, timeout=timeout, config_file=config_file) as client:
+        deadline = client._deadline(timeout)
+        job = client.submit(
+            function,
+            payload,
+            background=background,
+            priority=priority,
+            unique=unique,
+            when=when,
+            timeout=remaining(deadline),
+        )
+        if background:
+            return job.handle
+        return job.result(remaining(deadline))

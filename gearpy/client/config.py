@@ -1,0 +1,45 @@
+"""The client's settings: one dataclass, layered like every gearpy program.
+
+defaults < YAML file (top-level ``servers:`` / ``workers_key:``, then the ``client:`` section) <
+``GEARPY_*`` environment (``GEARPY_SERVERS=a:4730,b:4730``, ``GEARPY_WORKERS_KEY``, ``GEARPY_TIMEOUT``)
+< arguments given in code or on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gearpy import config as _config
+
+#: Where a client looks when nothing says otherwise: gearmand's default port on this host.
+DEFAULT_SERVERS = ("127.0.0.1:4730",)
+#: Seconds to wait for a TCP connection before trying the next server.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass
+class ClientConfig:
+    """Settings of the client library and ``gearpy-client``.
+
+    ``timeout`` None means a foreground job may run as long as it takes; set it to bound every
+    ``submit()``/``result()`` that does not pass its own.
+    """
+
+    servers: list[str] = field(default_factory=lambda: list(DEFAULT_SERVERS))
+    workers_key: str | None = None
+    timeout: float | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    codec: str = "raw"
+
+
+def load_config(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> ClientConfig:
+    """Build a :class:`ClientConfig`; ``flags`` set to None are ignored (they do not hide the file)."""
+    return _config.load(ClientConfig, "client", config_file=config_file, env=env, flags=flags)
