@@ -209,6 +209,11 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._listener is not None:
+            # shutdown first: close() alone leaves a listener that a blocked accept() keeps alive
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:

@@ -172,7 +172,13 @@ class GroupCommitStore(QueueStore):
     def replay(self) -> list[StoredJob]:
         """Every job stored by an earlier run, oldest first (read in the threadpool)."""
         try:
-            jobs = self._in_thread(self.backend.load)
+            try:
+                jobs = self._in_thread(self.backend.load)
+            except Exception:  # one retry on a fresh connection, as for writes
+                self._connected = False
+                self._in_thread(self._reconnect)
+                self._connected = True
+                jobs = self._in_thread(self.backend.load)
         except Exception as exc:
             raise StoreError(f"cannot read queue store {self.name}: {describe(exc, self._secret)}") from None
         log.info("queue store %s: %d stored jobs to replay", self.name, len(jobs))

@@ -74,7 +74,6 @@ class RedisBackend(Backend):
             ssl=ssl,
             socket_connect_timeout=connect_timeout,
             socket_timeout=30,
-            single_connection_client=True,
             client_name="gearpy-queue-store",
         )
 
@@ -88,6 +87,8 @@ class RedisBackend(Backend):
 
         # No driver-level retries: GroupCommitStore retries once and then backs off, which keeps a
         # dead server from stalling every batch for several seconds.
+        # A pool that in practice holds one connection: calls are serialised by GroupCommitStore,
+        # and pipelines (unlike single_connection_client) always draw from the pool.
         client = redis.Redis(retry=Retry(NoBackoff(), 0), **self._params)
         try:
             client.ping()

@@ -1,0 +1,1 @@
+"""Queue-store tests (a package so the modules can share helpers by relative import)."""
