@@ -210,8 +210,10 @@ class ServerConnection:
                     self._reading = False
                     cond.notify_all()
             if error is not None:
-                lost = error if isinstance(error, GearpyConnectionError) else GearpyConnectionError(
-                    f"{self.address} sent invalid data: {error}"
+                lost = (
+                    error
+                    if isinstance(error, GearpyConnectionError)
+                    else GearpyConnectionError(f"{self.address} sent invalid data: {error}")
                 )
                 self._lost(pc, lost)
             for fn, ev in callbacks:
