@@ -202,7 +202,10 @@ class Client:
         ``on_data``/``on_warning``/``on_progress``. A refused submit raises
         :class:`~gearpy.errors.ServerError`; no reachable server, :class:`GearpyConnectionError`.
         """
-        return self.submit_many([dict(options, function=function, payload=payload)], timeout=timeout)[0]
+        job = self.submit_many([dict(options, function=function, payload=payload)], timeout=timeout)[0]
+        if job.state == "error" and job._error is not None:
+            raise job._error
+        return job
 
     def submit_many(
         self,
