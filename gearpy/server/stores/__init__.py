@@ -107,7 +107,8 @@ def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
 def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
     from gearpy.server.stores import redis_backend as mod
 
-    prefix = str(opts.get("prefix") or mod.DEFAULT_PREFIX)
+    # ``table`` is accepted as a synonym: the CLI's ``--queue-table`` names "table or key prefix".
+    prefix = str(opts.get("prefix") or opts.get("table") or mod.DEFAULT_PREFIX)
     try:
         db = int(url.path or 0)
     except ValueError:
@@ -140,7 +141,7 @@ _BACKENDS: dict[str, tuple[str, Callable[[StoreURL, dict[str, object]], Backend]
 
 def make_backend(url: str, **options: object) -> tuple[Backend, dict[str, object], StoreURL]:
     """Parse ``url`` and options into a backend (not connected), the checked options and the URL."""
-    parsed = url if isinstance(url, StoreURL) else parse_url(url)
+    parsed = parse_url(url)
     entry = _BACKENDS.get(parsed.scheme)
     if entry is None:
         raise ConfigError(
@@ -150,6 +151,8 @@ def make_backend(url: str, **options: object) -> tuple[Backend, dict[str, object
     module_name, factory = entry
     module = __import__(f"gearpy.server.stores.{module_name}", fromlist=["EXTRA_OPTIONS"])
     opts = parse_options(parsed, options, module.EXTRA_OPTIONS)
+    if opts.get("prefix") and module_name != "redis_backend":
+        raise ConfigError(f"'prefix' is for redis queue stores; use 'table' for {parsed.scheme}")
     try:
         backend = factory(parsed, opts)
     except ImportError as exc:
