@@ -109,7 +109,9 @@ def test_progress_data_warning_events_and_status(gearman_server, raw_worker):
     raw_worker(gearman_server, "rev", script)
     seen = []
     with Client([gearman_server.address]) as client:
-        job = client.submit("rev", "abc", on_data=seen.append, on_warning=seen.append, on_progress=seen.append)
+        job = client.submit(
+            "rev", "abc", on_data=seen.append, on_warning=seen.append, on_progress=seen.append
+        )
         events = job.events(timeout=10)
         first = [next(events) for _ in range(3)]
         assert [e.kind for e in first] == ["progress", "data", "warning"]

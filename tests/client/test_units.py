@@ -14,7 +14,11 @@ from gearpy.keys import apply_key
 
 @pytest.mark.parametrize(
     "name,obj",
-    [("json", {"a": [1, "ü", None]}), ("msgpack", {"a": [1, "ü", None], "b": b"\x00\xff"}), ("raw", b"\x00x")],
+    [
+        ("json", {"a": [1, "ü", None]}),
+        ("msgpack", {"a": [1, "ü", None], "b": b"\x00\xff"}),
+        ("raw", b"\x00x"),
+    ],
 )
 def test_codec_round_trip(name, obj):
     codec = get_codec(name)
