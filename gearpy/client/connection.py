@@ -16,6 +16,7 @@ matches the wire order) then ``_cond``. The reader holds neither while blocked i
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -250,6 +251,12 @@ class ServerConnection:
             if self._pconn is not pc:
                 return
             self._pconn = None
+            if pc.sock is not None:
+                # close() alone does not wake a thread blocked in recv() on this socket; shutdown does.
+                try:
+                    pc.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             pc.close()
             fifo, self._fifo = self._fifo, deque()
             jobs, self._jobs = self._jobs, {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -202,3 +203,47 @@ def test_outcome_unknown_when_server_killed_mid_job(gearman_server, raw_worker):
         # The job is never re-submitted behind the caller's back; a new submit reconnects.
         gearman_server.start()
         assert client.submit("other", "y", background=True).handle
+
+
+def test_unique_picks_server_by_stable_hash_and_fails_over(gearman_server, tmp_path):
+    from gearpy.testing import ServerProcess, gearmand_argv
+
+    other = ServerProcess(gearmand_argv(tmp_path)).start()
+    try:
+        servers = [gearman_server.address, other.address]
+        with Client(servers) as client:
+            for i in range(8):
+                unique = f"u{i}".encode()
+                job = client.submit("hashed", "x", background=True, unique=unique)
+                assert job.server == servers[zlib.crc32(unique) % 2]
+                again = client.submit("hashed", "y", background=True, unique=unique)
+                assert (again.server, again.handle) == (job.server, job.handle)
+            # u1 hashes to one of them: stop it, and the same unique moves to the other.
+            target = client.submit("hashed", "z", background=True, unique="moving")
+            victim = gearman_server if target.server == gearman_server.address else other
+            victim.kill()
+            moved = client.submit("hashed", "z", background=True, unique="moving")
+            assert moved.server != target.server and moved.handle
+    finally:
+        other.stop()
+
+
+def test_close_from_another_thread_wakes_a_waiting_reader(gearman_server):
+    client = Client([gearman_server.address])
+    job = client.submit("nobody-home", "x")
+    outcome: list[BaseException] = []
+
+    def wait_forever() -> None:
+        try:
+            job.result(timeout=None)  # blocks in recv() with no deadline
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=wait_forever, daemon=True)
+    reader.start()
+    while not client.connection(gearman_server.address)._reading and reader.is_alive():
+        time.sleep(0.01)
+    client.close()
+    reader.join(30)
+    assert not reader.is_alive(), "close() did not wake the reader blocked in recv()"
+    assert len(outcome) == 1 and isinstance(outcome[0], JobOutcomeUnknown)
