@@ -43,29 +43,34 @@ from gearpy.server.stores.url import check_identifier, parse_url
 BATCH = 1000
 
 
-def _open_source(url: str) -> tuple[list[GearmandRow], Any]:
-    """Read every gearmand row; return them and a function that deletes a list of their keys."""
+def _open_source(url: str) -> tuple[list[GearmandRow], Any, Any]:
+    """Read every gearmand row; return them, a function deleting a list of their keys, and a closer.
+
+    The read transaction is ended at once, so no lock is held on gearmand's table meanwhile.
+    """
     parsed = parse_url(url)
     params = dict(parsed.params)
     if parsed.scheme in ("sqlite", "sqlite3"):
         table = check_identifier(params.get("table", GEARMAND_SQL_TABLE["sqlite"]))
         conn = sqlite3.connect(parsed.path, timeout=6.0)  # plain connection: leave gearmand's file as it is
         rows = list(read_gearmand_sql(conn, table, "sqlite"))
-        return rows, lambda keys: delete_gearmand_sql(conn, table, "sqlite", keys)
+        conn.rollback()
+        return rows, lambda keys: delete_gearmand_sql(conn, table, "sqlite", keys), conn.close
     if parsed.scheme in ("redis", "rediss"):
         prefix = params.pop("prefix", GEARMAND_REDIS_PREFIX)
         backend, _, _ = make_backend(url.split("?", 1)[0])
         backend.connect()
         client = backend.client  # type: ignore[attr-defined]
         rows = list(read_gearmand_redis(client, prefix))
-        return rows, lambda keys: client.delete(*keys) if keys else None
+        return rows, lambda keys: client.delete(*keys) if keys else None, backend.close
     dialect = "mysql" if parsed.scheme in ("mysql", "mariadb") else "postgres"
     table = check_identifier(params.get("table", GEARMAND_SQL_TABLE[dialect]))
     backend, _, _ = make_backend(url.split("?", 1)[0])
     backend.connect()  # a plain connection; gearpy's schema is not created in gearmand's database
     conn = backend.conn  # type: ignore[attr-defined]
     rows = list(read_gearmand_sql(conn, table, dialect))
-    return rows, lambda keys: delete_gearmand_sql(conn, table, dialect, keys)
+    conn.rollback()
+    return rows, lambda keys: delete_gearmand_sql(conn, table, dialect, keys), backend.close
 
 
 def _jobs(rows: Sequence[GearmandRow]) -> Iterator[StoredJob]:
@@ -80,21 +85,24 @@ def take_over(from_url: str, to_url: str, *, keep: bool = False, dry_run: bool =
 
     Runs without gevent (plain blocking calls): it is a one-off operator tool.
     """
-    rows, delete = _open_source(from_url)
-    if dry_run or not rows:
-        return len(rows)
-    target: Backend
-    target, _, _ = make_backend(to_url)
-    target.connect()
-    target.create_schema()
+    rows, delete, close_source = _open_source(from_url)
     try:
-        jobs = list(_jobs(rows))
-        for i in range(0, len(jobs), BATCH):
-            target.write_batch(jobs[i : i + BATCH], ())
+        if dry_run or not rows:
+            return len(rows)
+        target: Backend
+        target, _, _ = make_backend(to_url)
+        target.connect()
+        try:
+            target.create_schema()
+            jobs = list(_jobs(rows))
+            for i in range(0, len(jobs), BATCH):
+                target.write_batch(jobs[i : i + BATCH], ())
+        finally:
+            target.close()
         if not keep:
             delete([row.key for row in rows])
     finally:
-        target.close()
+        close_source()
     return len(rows)
 
 
