@@ -100,12 +100,13 @@ def _show(core: ServerCore, conn: Conn, tokens) -> bytes:
     if len(tokens) < 2:
         return b"ERR UNKNOWN_COMMAND Unknown+server+command" + tokens[0] + b"\r\n"
     what = [t.lower() for t in tokens[1:]]
-    if what[:1] == [b"jobs"]:
+    # gearmand wants the exact words: "show jobs please" is ERR UNKNOWN_SHOW_ARGUMENTS.
+    if what == [b"jobs"]:
         lines = [
             b"%s\t%d\t%d\t%d\n" % (j.handle, j.retries, int(j.ignore), int(j.background))
             for j in sorted(core.jobs.values(), key=_job_order)
         ]
-    elif what[:2] == [b"unique", b"jobs"]:
+    elif what == [b"unique", b"jobs"]:
         lines = [j.unique[:63] + b"\n" for j in sorted(core.jobs.values(), key=_unique_order)]
     else:
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"

@@ -280,7 +280,12 @@ class ServerCore:
         ``conn`` is None for replayed jobs. Returns the job, or None when it was refused.
         """
         fn = self.function(name)
-        key = _unique_key(name, unique, payload)
+        if len(unique) >= MAX_UNIQUE:
+            # gearmand keeps 63 bytes of a 64-byte unique, and such a submit never coalesces.
+            key = None
+            unique = unique[: MAX_UNIQUE - 1]
+        else:
+            key = _unique_key(name, unique, payload)
         job = self.uniques.get(key) if key is not None else None
         if job is not None and not job.ignore:
             if not background and conn is not None:
@@ -694,7 +699,8 @@ class ServerCore:
         if not jobs:
             self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
-        job = jobs[0]
+        # gearmand's unique hash buckets are newest first: the most recent job with this unique wins.
+        job = jobs[-1]
         self._send(
             conn,
             _enc(
@@ -713,8 +719,10 @@ class ServerCore:
     def cancel(self, handle: bytes) -> bool:
         """Admin ``cancel job``: tell clients WORK_FAIL, forget the stored row, abandon the job."""
         job = self.jobs.get(handle)
-        if job is None or job.ignore:
+        if job is None:
             return False
+        if job.ignore:
+            return True  # gearmand: the job is still in memory, so OK again (nothing left to tell)
         for c in job.clients:
             self._send(c, _enc(T.WORK_FAIL, job.handle))
         for c in job.clients:
