@@ -14,6 +14,8 @@ Decisions where gearpy differs from gearmand 1.1.20 on purpose (each is a fix of
 * A CAN_DO_TIMEOUT expiry *fails* the job (compat-notes §5), with one timer per assigned job.
 * A background job is never dropped because a foreground client that coalesced onto it left.
 * ``create function`` takes the name as sent (gearmand drops the last byte after a bare ``\\n``).
+* ``drop function`` also refuses while the function has queued jobs (gearmand drops it and strands
+  them).
 """
 
 from __future__ import annotations
