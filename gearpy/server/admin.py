@@ -86,14 +86,14 @@ def _workers(core: ServerCore, conn: Conn, tokens) -> bytes:
 
 
 def _job_order(job: Job) -> tuple[int, int]:
-    return (gm_hash(job.handle) % BUCKETS, -job.seq)
+    return (gm_hash(job.handle) % BUCKETS, -job.number)
 
 
 def _unique_order(job: Job) -> tuple[int, int]:
     if not job.unique:
-        return (0, -job.seq)
+        return (0, -job.number)
     basis = job.payload if job.unique == b"-" else job.unique
-    return (gm_hash(basis) % BUCKETS, -job.seq)
+    return (gm_hash(basis) % BUCKETS, -job.number)
 
 
 def _show(core: ServerCore, conn: Conn, tokens) -> bytes:

@@ -126,6 +126,8 @@ class ServerCore:
         self.verbose = verbose
         self.clock = clock
         self.observer = observer or Observer()
+        #: record submit/start times on jobs (only metrics need them)
+        self.timing = observer is not None
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}
         #: (function name, unique) -> job, and (function name, b"-", payload) for payload coalescing
@@ -156,7 +158,7 @@ class ServerCore:
         for job in conn.waiting:
             clients = job.clients
             while conn in clients:
-                clients.remove(conn)
+                clients.remove(conn)  # type: ignore[union-attr]
             if not clients and not job.background and job.handle in self.jobs:
                 job.ignore = True
                 self._forget_unique(job)
@@ -291,7 +293,10 @@ class ServerCore:
         job = self.uniques.get(key) if key is not None else None
         if job is not None and not job.ignore:
             if not background and conn is not None:
-                job.clients.insert(0, conn)
+                if job.clients:
+                    job.clients.insert(0, conn)  # type: ignore[union-attr]
+                else:
+                    job.clients = [conn]
                 conn.waiting.append(job)
                 conn.is_client = True
             if background and not job.background:
@@ -308,12 +313,12 @@ class ServerCore:
                 self._send(conn, ERR_QUEUE_FULL)
             return None
         self._handle_counter += 1
-        self._seq += 1
         handle = self.handle_prefix + str(self._handle_counter).encode()
-        job = Job(handle, fn, unique, payload, priority, background, when, reducer, self._seq)
-        job.submitted_at = self.clock()
+        job = Job(handle, fn, unique, payload, priority, background, when, reducer)
+        if self.timing:
+            job.submitted_at = self.clock()
         if conn is not None and not background:
-            job.clients.append(conn)
+            job.clients = [conn]
             conn.waiting.append(job)
             conn.is_client = True
         elif conn is not None:
@@ -524,7 +529,8 @@ class ServerCore:
         fn.running += 1
         job.worker = conn
         conn.jobs.append(job)
-        job.started_at = self.clock()
+        if self.timing:
+            job.started_at = self.clock()
         timeout_ms = ability[1]
         if timeout_ms:
             job.timer = self.scheduler.call_later(timeout_ms / 1000.0, lambda: self._timed_out(job, conn))
@@ -653,7 +659,7 @@ class ServerCore:
                 c.waiting.remove(job)
             except ValueError:
                 pass
-        job.clients = []
+        job.clients = ()
         if job.store_id is not None:
             self.store.remove(job.store_id)
             job.store_id = None
@@ -732,7 +738,7 @@ class ServerCore:
                 c.waiting.remove(job)
             except ValueError:
                 pass
-        job.clients = []
+        job.clients = ()
         job.ignore = True
         job.background = False
         self._forget_unique(job)

@@ -176,6 +176,7 @@ class GearServer:
 
         self.metrics = ServerMetrics(self.core)
         self.core.observer = self.metrics
+        self.core.timing = True
         store = self.core.store
         if hasattr(store, "commit_observer"):
             store.commit_observer = self.metrics.store_committed
@@ -294,10 +295,16 @@ class GearServer:
         if metrics is not None:
             metrics.connections.inc()
         packet_timeout = self.cfg.packet_timeout or None
+        hub = gevent.get_hub()
+        run_callback = hub.loop.run_callback
+        # One read watcher for the connection's life: wait_read() would make (and register with
+        # epoll) a new one at every wait.
+        fd = sock.fileno()
+        readable = hub.loop.io(fd, 1)
+        hub_wait = hub.wait
         core.connect(conn)
         log.info("connection %d from %s:%s opened", conn.id, ip, port)
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
-        fd = sock.fileno()
         recv = sock.recv
         handle = core.handle
         reason = "closed by peer"
@@ -306,15 +313,16 @@ class GearServer:
                 try:
                     data = recv(RECV_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError):
-                    if decoder.buffered:
+                    if decoder.buffered and packet_timeout:
                         # Half a packet: the rest must come within packet_timeout.
                         try:
-                            wait_read(fd, timeout=packet_timeout, timeout_exc=_PacketTimeout)
+                            with Timeout(packet_timeout, _PacketTimeout):
+                                hub_wait(readable)
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
                             break
                     else:
-                        wait_read(fd)
+                        hub_wait(readable)
                     continue
                 except OSError as exc:
                     reason = exc.strerror or str(exc)
@@ -338,14 +346,20 @@ class GearServer:
                 if metrics is not None:
                     metrics.packets_in.inc(n)
                     metrics.bytes_in.inc(len(data))
-                self.flush()
                 if conn.closing or link.closed:
+                    self.flush()
                     if reason == "closed by peer":
                         reason = "closed by server"
                     break
+                # Flush once the loop has run every connection that is ready: replies to many
+                # peers, and several replies to one peer, then go out in as few sends as possible.
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    run_callback(self.flush)
         except gevent.GreenletExit:
             reason = "closed by server"
         finally:
+            readable.close()
             log.info("connection %d from %s:%s %s", conn.id, ip, port, reason)
             self._close_link(link, from_reader=True)
 

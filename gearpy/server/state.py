@@ -52,7 +52,6 @@ class Job:
         "ignore",
         "store_id",
         "timer",
-        "seq",
         "submitted_at",
         "started_at",
     )
@@ -67,7 +66,6 @@ class Job:
         background: bool,
         when: int = 0,
         reducer: bytes = b"",
-        seq: int = 0,
     ) -> None:
         self.handle = handle
         self.function = function
@@ -77,7 +75,8 @@ class Job:
         self.when = when
         self.reducer = reducer
         self.background = background
-        self.clients: list[Conn] = []
+        #: ``()`` until a foreground client attaches (saves a list per background job)
+        self.clients: list[Conn] | tuple = ()
         self.worker: Conn | None = None
         self.numerator = 0
         self.denominator = 0
@@ -85,9 +84,15 @@ class Job:
         self.ignore = False
         self.store_id: str | None = None
         self.timer: object | None = None
-        self.seq = seq
+        #: set only when metrics are on (a float per job costs 24 bytes)
         self.submitted_at = 0.0
         self.started_at = 0.0
+
+    @property
+    def number(self) -> int:
+        """The handle's counter (``H:host:N`` → N): the job's age order, without storing it twice."""
+        tail = self.handle.rpartition(b":")[2]
+        return int(tail) if tail.isdigit() else 0
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} p={self.priority}>"
@@ -142,7 +147,7 @@ class Function:
         return len(q[0]) + len(q[1]) + len(q[2]) + len(self.scheduled) + self.running
 
     def schedule(self, job: Job) -> None:
-        heapq.heappush(self.scheduled, (job.when, job.seq, job))
+        heapq.heappush(self.scheduled, (job.when, job.number, job))
 
     def promote_due(self, now: int) -> None:
         """Move epoch jobs whose time has come onto their priority's queue."""
