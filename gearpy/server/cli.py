@@ -91,6 +91,12 @@ def _gearmand_queue_options(f):
 @click.option(
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
+@click.option(
+    "--max-queued-bytes",
+    default=None,
+    type=int,
+    help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
+)
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(
     "--metrics",

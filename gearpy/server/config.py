@@ -49,6 +49,8 @@ class ServerConfig:
     max_admin_line: int = DEFAULT_MAX_ADMIN_LINE
     #: Unsent output allowed per connection before it is disconnected (a peer that stops reading).
     max_output_buffer: int = 64 * 1024 * 1024
+    #: Payload bytes all jobs in memory may hold; new jobs beyond it get ERROR QUEUE_ERROR.
+    max_queued_bytes: int = 1024 * 1024 * 1024
     #: Most connections held at once; further ones are closed at accept.
     max_connections: int = 20000
     #: listen() backlog.

@@ -57,6 +57,7 @@ ERR_NOT_EXPECTED = _enc(T.ERROR, b"INVALID_COMMAND", b"Command not expected")
 ERR_BAD_MAGIC = _enc(T.ERROR, b"INVALID_MAGIC", b"Request magic expected")
 ERR_UNIQUE_TOO_LARGE = _enc(T.ERROR, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
 ERR_QUEUE_FULL = _enc(T.ERROR, b"QUEUE_ERROR", b"Job queue is full")
+ERR_QUEUE_MEMORY = _enc(T.ERROR, b"QUEUE_ERROR", b"Server queue memory limit reached (max_queued_bytes)")
 ERR_UNKNOWN_OPTION = _enc(T.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option")
 _NOT_FOUND_TEXT = {
     T.WORK_DATA: b"Job does not exist on server",
@@ -115,6 +116,7 @@ class ServerCore:
         verbose: str = "ERROR",
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        max_queued_bytes: int = 0,
     ) -> None:
         self.scheduler = scheduler
         self.store = store or MemoryStore()
@@ -126,6 +128,9 @@ class ServerCore:
         self.verbose = verbose
         self.clock = clock
         self.observer = observer or Observer()
+        #: cap on payload bytes held by jobs in memory (0 = none), and what they hold now
+        self.max_queued_bytes = max_queued_bytes
+        self.queued_bytes = 0
         #: record submit/start times on jobs (only metrics need them)
         self.timing = observer is not None
         self.functions: dict[bytes, Function] = {}
@@ -312,6 +317,11 @@ class ServerCore:
             if conn is not None:
                 self._send(conn, ERR_QUEUE_FULL)
             return None
+        size = len(payload)
+        if self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes and conn is not None:
+            self._send(conn, ERR_QUEUE_MEMORY)
+            return None
+        self.queued_bytes += size
         self._handle_counter += 1
         handle = self.handle_prefix + str(self._handle_counter).encode()
         job = Job(handle, fn, unique, payload, priority, background, when, reducer)
@@ -652,7 +662,8 @@ class ServerCore:
         self._discard(job)
 
     def _discard(self, job: Job) -> None:
-        self.jobs.pop(job.handle, None)
+        if self.jobs.pop(job.handle, None) is not None:
+            self.queued_bytes -= len(job.payload)
         self._forget_unique(job)
         for c in job.clients:
             try:

@@ -189,3 +189,23 @@ def test_sighup_reopens_log_file(tmp_path):
         assert "listening" in rotated.read_text()
     finally:
         server.stop()
+
+
+def test_max_queued_bytes_refuses_new_jobs_with_queue_error_and_keeps_the_rest():
+    server = ServerProcess(gearpy_server_argv("--max-queued-bytes", "1000")).start()
+    try:
+        with socket.create_connection((server.host, server.port), timeout=5) as s:
+            for _ in range(3):
+                s.sendall(encode_request(PacketType.SUBMIT_JOB_BG, b"f", b"", b"x" * 400))
+            dec = Decoder()
+            events = []
+            while len(events) < 3:
+                dec.feed(s.recv(4096))
+                events.extend(dec.events())
+        kinds = [e.kind for e in events]
+        assert kinds == [PacketType.JOB_CREATED, PacketType.JOB_CREATED, PacketType.ERROR]
+        assert events[2].args[0] == b"QUEUE_ERROR"
+        assert b"max_queued_bytes" in events[2].args[1]
+        assert admin((server.host, server.port), b"status\n") == b"f\t2\t0\t0\n.\n"
+    finally:
+        server.stop()
