@@ -1,0 +1,315 @@
+"""Stateful fuzzing of :class:`ServerCore`, without sockets (hypothesis ``RuleBasedStateMachine``).
+
+Random interleavings of submits (foreground/background, all priorities, uniques with repeats,
+empty and ``-``), registrations (with and without CAN_DO_TIMEOUT), grabs, PRE_SLEEP, completions,
+failures, worker and client disconnects, admin ``cancel job`` and timer expiries. After every
+step the invariants below must hold:
+
+* no background job is lost: every handle acknowledged to a background submit is either ended by
+  an event the model saw (completed, failed, cancelled, timed out, dropped after ``--job-retries``
+  requeues) or still in ``core.jobs``;
+* no job is held by two workers at once, and a queued job sits in exactly one queue, once;
+* a waiting foreground client is never forgotten: it was told an outcome or its job still exists;
+* ``status`` (the admin command, parsed) equals reality: per function, queued + running jobs in
+  ``core.jobs``, running jobs, registrations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from gearpy.protocol import Decoder, Packet, PacketType
+from gearpy.server.core import Scheduler, ServerCore
+from gearpy.server.state import Conn
+
+T = PacketType
+FUNCS = [b"a", b"b"]
+SUBMIT_KINDS = [
+    T.SUBMIT_JOB,
+    T.SUBMIT_JOB_BG,
+    T.SUBMIT_JOB_HIGH,
+    T.SUBMIT_JOB_HIGH_BG,
+    T.SUBMIT_JOB_LOW,
+    T.SUBMIT_JOB_LOW_BG,
+]
+BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG}
+JOB_RETRIES = 2
+
+
+class FakeScheduler(Scheduler):
+    """Timers that fire only when the test says so."""
+
+    def __init__(self) -> None:
+        self.timers: dict[int, object] = {}
+        self._n = 0
+
+    def call_later(self, delay, fn):
+        self._n += 1
+        self.timers[self._n] = fn
+        return self._n
+
+    def cancel(self, timer) -> None:
+        self.timers.pop(timer, None)
+
+
+def _decode(data: bytes) -> list:
+    dec = Decoder(max_packet_size=1 << 30)
+    dec.feed(data)
+    return list(dec.events())
+
+
+class CoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sched = FakeScheduler()
+        self.core = ServerCore(scheduler=self.sched, handle_prefix=b"H:t", job_retries=JOB_RETRIES)
+        self.next_id = 0
+        self.clients = [self._new_conn() for _ in range(3)]
+        self.workers = [self._new_conn() for _ in range(3)]
+        self.admin = self._new_conn()
+        self.accepted_bg: set[bytes] = set()
+        self.ended: set[bytes] = set()  # handles the model saw end
+        self.held: dict[bytes, int] = {}  # handle -> id of the worker conn holding it (model)
+        self.attempts: Counter[bytes] = Counter()
+        self.waiting: set[tuple[int, bytes]] = set()  # (client conn id, handle) awaiting an outcome
+        self.cancelled: set[bytes] = set()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _new_conn(self) -> Conn:
+        self.next_id += 1
+        conn = Conn(self.next_id)
+        self.core.connect(conn)
+        return conn
+
+    def _send(self, conn: Conn, kind: int, *args: bytes) -> None:
+        self.core.handle(conn, Packet(T(kind), args, True))
+        self._pump()
+
+    def _pump(self) -> list:
+        """Drain every connection's output, updating the model; return the admin connection's events."""
+        admin_events: list = []
+        for conn in list(self.core.dirty):
+            data = conn.take_output()
+            self.core.dirty.discard(conn)
+            for ev in _decode(data):
+                if conn is self.admin:
+                    admin_events.append(ev)
+                    continue
+                if not isinstance(ev, Packet):
+                    continue
+                if ev.kind in (T.JOB_ASSIGN, T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN_ALL):
+                    handle = ev.args[0]
+                    assert handle not in self.held, f"{handle!r} assigned to two workers"
+                    assert handle not in self.ended, f"{handle!r} assigned after it ended"
+                    self.held[handle] = conn.id
+                    self.attempts[handle] += 1
+                elif ev.kind in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
+                    self.waiting.discard((conn.id, ev.args[0]))
+        self.core.dirty.clear()
+        return admin_events
+
+    def _job_ended(self, handle: bytes) -> None:
+        self.ended.add(handle)
+        self.held.pop(handle, None)
+
+    # ------------------------------------------------------------------ rules
+
+    @rule(
+        c=st.integers(0, 2),
+        fn=st.sampled_from(FUNCS),
+        kind=st.sampled_from(SUBMIT_KINDS),
+        unique=st.sampled_from([b"", b"", b"u1", b"u2", b"-"]),
+        payload=st.sampled_from([b"", b"p", b"q"]),
+    )
+    def submit(self, c, fn, kind, unique, payload):
+        conn = self.clients[c]
+        self.core.handle(conn, Packet(kind, (fn, unique, payload), True))
+        data = conn.take_output()
+        self.core.dirty.discard(conn)
+        events = [e for e in _decode(data) if isinstance(e, Packet)]
+        for ev in events[:-1]:
+            if ev.kind in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
+                self.waiting.discard((conn.id, ev.args[0]))
+        reply = events[-1]
+        assert reply.kind == T.JOB_CREATED, reply
+        handle = reply.args[0]
+        assert handle in self.core.jobs
+        if kind in BACKGROUND:
+            self.accepted_bg.add(handle)
+        else:
+            self.waiting.add((conn.id, handle))
+        self._pump()
+
+    @rule(w=st.integers(0, 2), fn=st.sampled_from(FUNCS), timeout=st.booleans())
+    def can_do(self, w, fn, timeout):
+        if timeout:
+            self._send(self.workers[w], T.CAN_DO_TIMEOUT, fn, b"1000")
+        else:
+            self._send(self.workers[w], T.CAN_DO, fn)
+
+    @rule(w=st.integers(0, 2), fn=st.sampled_from(FUNCS))
+    def cant_do(self, w, fn):
+        worker = self.workers[w]
+        self._send(worker, T.CANT_DO, fn)
+        self._after_requeue(worker, only=fn)
+
+    @rule(w=st.integers(0, 2), kind=st.sampled_from([T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL]))
+    def grab(self, w, kind):
+        self._send(self.workers[w], kind)
+
+    @rule(w=st.integers(0, 2))
+    def pre_sleep(self, w):
+        self._send(self.workers[w], T.PRE_SLEEP)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), outcome=st.sampled_from([T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION]))
+    def finish(self, data, outcome):
+        handle = data.draw(st.sampled_from(sorted(self.held)))
+        worker = next(w for w in self.workers if w.id == self.held[handle])
+        args = (handle,) if outcome == T.WORK_FAIL else (handle, b"result")
+        self._job_ended(handle)
+        self._send(worker, outcome, *args)
+        assert handle not in self.core.jobs
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def progress(self, data):
+        handle = data.draw(st.sampled_from(sorted(self.held)))
+        worker = next(w for w in self.workers if w.id == self.held[handle])
+        self._send(worker, T.WORK_STATUS, handle, b"1", b"2")
+        self._send(worker, T.WORK_DATA, handle, b"d")
+
+    @rule(w=st.integers(0, 2))
+    def late_result_from_wrong_worker(self, w):
+        """A WORK_COMPLETE for a job this worker does not hold changes nothing."""
+        worker = self.workers[w]
+        for handle, wid in sorted(self.held.items()):
+            if wid != worker.id:
+                self._send(worker, T.WORK_COMPLETE, handle, b"stolen")
+                assert handle in self.core.jobs and self.core.jobs[handle].worker is not worker
+                return
+
+    def _after_requeue(self, worker: Conn, only: bytes | None = None) -> None:
+        """Jobs a worker lost go back to the queue, unless dropped for --job-retries or abandoned."""
+        for handle, wid in list(self.held.items()):
+            if wid != worker.id:
+                continue
+            job = self.core.jobs.get(handle)
+            if only is not None and job is not None and job.function.name != only:
+                continue
+            if job is not None and job.worker is worker:
+                continue  # still held (CANT_DO of another function)
+            del self.held[handle]
+            if job is None:
+                # dropped: allowed only after --job-retries attempts, or for an abandoned job
+                assert (
+                    self.attempts[handle] >= JOB_RETRIES
+                    or handle in self.cancelled
+                    or handle not in self.accepted_bg
+                ), f"{handle!r} vanished after {self.attempts[handle]} attempt(s)"
+                self.ended.add(handle)
+
+    @rule(w=st.integers(0, 2))
+    def worker_disconnects(self, w):
+        worker = self.workers[w]
+        self.core.disconnect(worker)
+        self._pump()
+        self._after_requeue(worker)
+        self.workers[w] = self._new_conn()
+
+    @rule(c=st.integers(0, 2))
+    def client_disconnects(self, c):
+        client = self.clients[c]
+        self.core.disconnect(client)
+        self._pump()
+        self.waiting = {(cid, h) for cid, h in self.waiting if cid != client.id}
+        self.clients[c] = self._new_conn()
+
+    @precondition(lambda self: self.core.jobs)
+    @rule(data=st.data())
+    def admin_cancel(self, data):
+        handle = data.draw(st.sampled_from(sorted(self.core.jobs)))
+        self.core.handle(self.admin, _decode(b"cancel job " + handle + b"\n")[0])
+        events = self._pump()
+        assert events and events[-1].line == b"OK", events
+        self.cancelled.add(handle)
+        self.ended.add(handle)
+        # the worker may still hold it (it keeps running, result ignored)
+
+    @precondition(lambda self: self.sched.timers)
+    @rule(data=st.data())
+    def timer_fires(self, data):
+        key = data.draw(st.sampled_from(sorted(self.sched.timers)))
+        fn = self.sched.timers.pop(key)
+        before = set(self.core.jobs)
+        fn()
+        self._pump()
+        for handle in before - set(self.core.jobs):
+            self._job_ended(handle)  # CAN_DO_TIMEOUT expiry fails the job
+
+    # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def no_background_job_lost(self):
+        lost = {h for h in self.accepted_bg if h not in self.ended and h not in self.core.jobs}
+        assert not lost, f"background jobs lost: {sorted(lost)}"
+
+    @invariant()
+    def no_foreground_client_forgotten(self):
+        forgotten = {(c, h) for c, h in self.waiting if h not in self.core.jobs}
+        assert not forgotten, f"clients never told the outcome of: {sorted(forgotten)}"
+
+    @invariant()
+    def each_job_in_one_place(self):
+        seen: Counter[bytes] = Counter()
+        for fn in self.core.functions.values():
+            for q in fn.queues:
+                for job in q:
+                    seen[job.handle] += 1
+                    assert job.worker is None, f"{job!r} queued while held by a worker"
+        for conn in self.core.conns.values():
+            for job in conn.jobs:
+                seen[job.handle] += 1
+                assert job.worker is conn
+        dup = {h: n for h, n in seen.items() if n > 1}
+        assert not dup, f"jobs in two places at once: {dup}"
+        for handle, job in self.core.jobs.items():
+            assert seen[handle] == 1, f"{job!r} in core.jobs but neither queued nor running"
+        # the model's view of who holds what matches the server's
+        for handle, wid in self.held.items():
+            job = self.core.jobs.get(handle)
+            if job is not None:
+                assert job.worker is not None and job.worker.id == wid
+
+    @invariant()
+    def admin_status_matches_reality(self):
+        self.core.handle(self.admin, _decode(b"status\n")[0])
+        lines = self._pump()
+        got = {}
+        for ev in lines:
+            if ev.line == b".":
+                break
+            name, total, running, workers = ev.line.split(b"\t")
+            got[name] = (int(total), int(running), int(workers))
+        want = {}
+        for name, fn in self.core.functions.items():
+            jobs = [j for j in self.core.jobs.values() if j.function is fn]
+            regs = sum(1 for c in self.core.conns.values() for a in c.abilities if a[0] is fn)
+            want[name] = (len(jobs), sum(1 for j in jobs if j.worker is not None), regs)
+        for name, counts in want.items():
+            if counts != (0, 0, 0) or name in got:
+                assert got.get(name) == counts, f"status {name!r}: says {got.get(name)}, reality {counts}"
+
+
+CoreMachine.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestCoreFuzz = CoreMachine.TestCase
