@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -330,6 +331,45 @@ def ping(obj: Ctx) -> int:
         for s, t in rows:
             click.echo(f"{s}: {t * 1000:.3f} ms")
     return EXIT_OK
+
+
+@cli.command()
+@click.option(
+    "--interval", "-n", type=float, default=2.0, show_default=True, help="Seconds between refreshes."
+)
+@click.option("--once", is_flag=True, help="Print one view and exit (for scripts).")
+@click.pass_obj
+def top(obj: Ctx, interval: float, once: bool) -> int:
+    """A refreshing table of functions (queued by priority, running, workers, rate) and workers."""
+    import shutil
+
+    from gearpy.client.top import render, take_snapshot
+
+    servers = obj.admin_servers()
+    previous = None
+    while True:
+        snap = take_snapshot(servers)
+        if snap.errors and len(snap.errors) == len(servers):
+            raise GearpyConnectionError(snap.errors[0].split(": ", 1)[1])
+        if obj.as_json:
+            workers = [
+                dict(zip(("server", "fd", "ip", "id", "functions"), w, strict=True)) for w in snap.workers
+            ]
+            _out_json(
+                {"functions": [asdict(r) for r in snap.functions], "workers": workers, "errors": snap.errors}
+            )
+        else:
+            view = render(snap, previous, shutil.get_terminal_size().columns)
+            if not once:
+                click.echo("\x1b[H\x1b[2J", nl=False)  # home + clear, like watch(1)
+            click.echo(view)
+        if once:
+            return EXIT_OK
+        previous = snap
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> None:
