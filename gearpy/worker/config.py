@@ -1,0 +1,116 @@
+"""The worker's settings, their documented defaults, and the worker's exit codes.
+
+Layered like every gearpy program: defaults < YAML file (top-level ``servers:`` / ``workers_key:``,
+then the ``worker:`` section) < ``GEARPY_*`` environment < command-line flags. Every field is a
+``GEARPY_<FIELD>`` variable: ``GEARPY_SERVERS=a:4730,b:4730``, ``GEARPY_WORKERS_KEY=atom1``,
+``GEARPY_CONCURRENCY=4``, ``GEARPY_MODULES=myapp.jobs`` ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gearpy import config as _config
+from gearpy.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_SERVERS",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "EXIT_ERROR",
+    "EXIT_HARD_STOP",
+    "EXIT_IMPORT",
+    "EXIT_OK",
+    "EXIT_RECYCLED",
+    "EXIT_USAGE",
+    "IDLE_REGRAB_INTERVAL",
+    "WorkerConfig",
+    "load_config",
+]
+
+#: Where a worker connects when neither flags, environment nor file say: gearmand's default port.
+DEFAULT_SERVERS = ("127.0.0.1:4730",)
+#: Jobs one process runs at once (greenlets). 1 matches python-gearman and Net_Gearman workers.
+DEFAULT_CONCURRENCY = 1
+#: Seconds a warm shutdown waits for running jobs before it gives up on them (then exit 5).
+#: Keep systemd's TimeoutStopSec longer than this.
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+#: Seconds a sleeping connection waits for NOOP before it grabs anyway: a safety net against a lost
+#: wake-up (python-gearman #47: a worker on two servers stopped taking jobs from one of them).
+IDLE_REGRAB_INTERVAL = 60.0
+#: Seconds to wait for a TCP connection to a server.
+CONNECT_TIMEOUT = 5.0
+#: Reconnect backoff: first delay and cap, in seconds (with jitter; see gearpy.transport.Backoff).
+RECONNECT_BACKOFF_BASE = 0.2
+RECONNECT_BACKOFF_CAP = 5.0
+
+# Exit codes, documented in ``gearpy-worker --help`` and used by the systemd unit in deploy/.
+#: Clean stop: a signal asked for it and every running job finished.
+EXIT_OK = 0
+#: An unexpected internal error (the log has the traceback).
+EXIT_ERROR = 1
+#: Bad command line or configuration.
+EXIT_USAGE = 2
+#: A task module cannot be imported, holds no task, or ``--function`` names an unknown task.
+EXIT_IMPORT = 3
+#: ``--max-jobs`` or ``--max-memory`` reached: the process finished its jobs and wants a fresh one.
+EXIT_RECYCLED = 4
+#: Hard stop: a second signal, or running jobs outlived ``--shutdown-timeout``. The server requeues
+#: the jobs that were running.
+EXIT_HARD_STOP = 5
+
+
+@dataclass
+class WorkerConfig:
+    """Settings of ``gearpy-worker`` (and of :class:`~gearpy.worker.runtime.Worker`).
+
+    ``max_jobs``/``max_memory`` None mean no limit; ``max_memory`` is resident memory in MiB, checked
+    after every job. ``functions`` empty means every task found in ``modules``.
+    ``send_exceptions`` False sends only WORK_FAIL for a raised exception (see the runtime docs for
+    why gearmand 1.1.20 needs that with clients that do not ask for exceptions).
+    """
+
+    servers: list[str] = field(default_factory=lambda: list(DEFAULT_SERVERS))
+    workers_key: str | None = None
+    modules: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)
+    concurrency: int = DEFAULT_CONCURRENCY
+    processes: int | None = None
+    max_jobs: int | None = None
+    max_memory: float | None = None
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    client_id: str | None = None
+    send_exceptions: bool = True
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ConfigError("servers: at least one server is required")
+        for s in self.servers:
+            _config.parse_server_address(s)
+        if self.concurrency < 1:
+            raise ConfigError("concurrency must be at least 1")
+        if self.processes is not None and self.processes < 1:
+            raise ConfigError("processes must be at least 1")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise ConfigError("max_jobs must be at least 1")
+        if self.max_memory is not None and self.max_memory <= 0:
+            raise ConfigError("max_memory must be a positive number of MiB")
+        if self.shutdown_timeout < 0:
+            raise ConfigError("shutdown_timeout must be >= 0 seconds")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: {self.log_format!r} is not text or json")
+
+
+def load_config(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> WorkerConfig:
+    """Build a :class:`WorkerConfig`; ``flags`` set to None (or empty tuples) do not hide lower layers."""
+    return _config.load(WorkerConfig, "worker", config_file=config_file, env=env, flags=flags)
