@@ -1,0 +1,196 @@
+"""Live fuzzing: mutated traffic over many connections to a running ``gearpy-server``.
+
+Bounded: 300 connections (20 at a time) within about 10 s. Each connection sends a random mix of
+valid request packets, valid packets with flipped bytes, truncated packets, random packet types,
+random (capped) declared lengths, random admin lines and raw junk, then reads briefly and closes,
+sometimes with a TCP reset. Afterwards the server must be alive and serve a normal client (ECHO
+and a foreground job run by a raw worker), have logged no traceback, and its RSS must not have
+grown without bound.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from robustness_support import T, connect, echo_ok, read_packets, rss_kib, start_worker, stop_procs
+
+from gearpy.protocol import FIELD_COUNT, RESPONSE_ONLY, Packet, encode_request
+from gearpy.testing import ServerProcess, gearpy_server_argv
+
+MiB = 1024 * 1024
+REQUEST_TYPES = [t for t in FIELD_COUNT if t not in RESPONSE_ONLY and t != 0]
+ADMIN_WORDS = [
+    b"status",
+    b"prioritystatus",
+    b"workers",
+    b"show jobs",
+    b"show unique jobs",
+    b"version",
+    b"getpid",
+    b"verbose",
+    b"cancel job H:x:1",
+    b"create function fz",
+    b"drop function fz",
+    b"maxqueue fz 3",
+    b"maxqueue fz 1 2 3",
+    b"shutdown",
+]
+# A NUL inside GET_STATUS(_UNIQUE)'s only argument crashes the connection's greenlet: tested on its
+# own below (xfail), and kept out of the random traffic so the fuzz can find other things.
+KNOWN_NUL_BUG = {T.GET_STATUS, T.GET_STATUS_UNIQUE}
+NAMES = [b"fz", b"fz2", b"", b"\xff\xfe", b"x" * 300]
+
+
+def valid_packet(rng: random.Random) -> bytes:
+    kind = rng.choice(REQUEST_TYPES)
+    n = FIELD_COUNT[kind]
+    args = []
+    for i in range(n):
+        if i == 0 and n > 1:
+            args.append(rng.choice(NAMES))
+        else:
+            args.append(bytes(rng.randrange(1, 256) for _ in range(rng.choice([0, 1, 8, 70]))))
+    if n:
+        args[-1] = rng.randbytes(rng.choice([0, 3, 100, 5000]))
+        if kind in KNOWN_NUL_BUG:
+            args[-1] = args[-1].replace(b"\x00", b"")
+    return encode_request(kind, *args)
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    choice = rng.randrange(6)
+    if choice == 0 and data:  # flip bytes
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        return bytes(b)
+    if choice == 1:  # truncate
+        return data[: rng.randrange(len(data) + 1)]
+    if choice == 2:  # random type
+        return (
+            data[:4]
+            + struct.pack(">I", rng.choice([0, 5, 43, 255, 2**32 - 1, rng.randrange(2**32)]))
+            + data[8:]
+        )
+    if choice == 3:  # random declared length, capped
+        size = rng.choice([0, 1, len(data), 65536, 1 << 20, 2**31, 2**32 - 1])
+        return data[:8] + struct.pack(">I", size) + data[12:]
+    if choice == 4:  # admin line, sometimes junk or unterminated
+        line = rng.choice(ADMIN_WORDS) + rng.choice([b"", b" ", b" \xff", b"\r"])
+        return line + rng.choice([b"\n", b"\r\n", b""])
+    return rng.randbytes(rng.randrange(1, 200))
+
+
+KNOWN_BUG_LINE = re.compile(r"LocalProtocolError: STATUS_RES(_UNIQUE)? argument may not contain NUL")
+
+
+def unexplained_tracebacks(log: str) -> int:
+    """Tracebacks in the log, less those of the known NUL bug (mutations still reach it)."""
+    return log.count("Traceback (most recent call last)") - len(KNOWN_BUG_LINE.findall(log))
+
+
+def fuzz_connection(server, rng: random.Random) -> None:
+    try:
+        s = connect(server, timeout=2)
+    except OSError:
+        return
+    try:
+        for _ in range(rng.randint(1, 8)):
+            pkt = valid_packet(rng)
+            if rng.random() < 0.6:
+                pkt = mutate(rng, pkt)
+            if rng.random() < 0.3:  # split writes
+                cut = rng.randrange(len(pkt) + 1)
+                s.sendall(pkt[:cut])
+                s.sendall(pkt[cut:])
+            else:
+                s.sendall(pkt)
+        s.settimeout(0.05)
+        try:
+            s.recv(65536)
+        except OSError:
+            pass
+        if rng.random() < 0.3:  # abortive close (RST)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+def test_live_fuzz_leaves_a_working_server(tmp_path):
+    server = ServerProcess(gearpy_server_argv("--packet-timeout", "2")).start()
+    procs = []
+    try:
+        echo_ok(server)
+        before = rss_kib(server.proc.pid)
+        # Fixed by default so CI is reproducible; GEARPY_FUZZ_SEED=random (or a number) explores.
+        env_seed = os.environ.get("GEARPY_FUZZ_SEED", "4730")
+        seed = random.randrange(2**32) if env_seed == "random" else int(env_seed)
+        deadline = time.monotonic() + 10
+        count = [0]
+        lock = threading.Lock()
+
+        def runner(i: int) -> None:
+            rng = random.Random(seed + i)
+            for _ in range(15):
+                if time.monotonic() > deadline:
+                    return
+                fuzz_connection(server, rng)
+                with lock:
+                    count[0] += 1
+
+        threads = [threading.Thread(target=runner, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert count[0] >= 100, f"only {count[0]} fuzz connections ran (seed {seed})"
+        assert server.proc.poll() is None, f"server died under fuzz (seed {seed}):\n{server.log()[-3000:]}"
+        grown = rss_kib(server.proc.pid) - before
+        assert grown < 50 * 1024, f"RSS grew by {grown // 1024} MiB under fuzz (seed {seed})"
+        # a normal client and worker still work
+        echo_ok(server)
+        procs.append(start_worker(server, tmp_path / "w.log", "sentinel"))
+        c = connect(server, timeout=10)
+        c.sendall(encode_request(T.SUBMIT_JOB, b"sentinel", b"", b"hello"))
+        created, done = read_packets(c, 2, timeout=10)
+        assert created.kind == T.JOB_CREATED
+        assert done == Packet(T.WORK_COMPLETE, (created.args[0], b"done:hello"), False)
+        c.close()
+        log = server.log()
+        assert unexplained_tracebacks(log) == 0, f"seed {seed}:\n{log[-5000:]}"
+    finally:
+        stop_procs(*procs)
+        server.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (found by the live fuzz): a NUL inside GET_STATUS's handle or GET_STATUS_UNIQUE's unique "
+    "is echoed into STATUS_RES(_UNIQUE); encode() raises LocalProtocolError, which escapes "
+    "core.handle and io._serve (only CloseConnection/RemoteProtocolError are caught): the "
+    "connection's greenlet dies with a traceback in the log",
+)
+@pytest.mark.parametrize("kind", [T.GET_STATUS, T.GET_STATUS_UNIQUE])
+def test_nul_in_status_query_is_answered_without_traceback(gearpy_server, kind):
+    s = connect(gearpy_server)
+    s.sendall(encode_request(kind, b"H:x\x00y"))
+    s.sendall(encode_request(T.ECHO_REQ, b"after"))
+    try:
+        events = read_packets(s, 2, timeout=3)
+    except AssertionError:
+        events = None  # closed: acceptable, as long as it was a clean close
+    s.close()
+    echo_ok(gearpy_server)
+    log = gearpy_server.log()
+    assert "Traceback" not in log, log
+    if events is not None:
+        assert events[1] == Packet(T.ECHO_RES, (b"after",), False)
