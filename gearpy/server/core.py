@@ -167,6 +167,7 @@ class ServerCore:
             if not clients and not job.background and job.handle in self.jobs:
                 job.ignore = True
                 self._forget_unique(job)
+                self._drop_payload(job)
         conn.waiting.clear()
         conn.out.clear()
         self.dirty.discard(conn)
@@ -675,6 +676,16 @@ class ServerCore:
             self.store.remove(job.store_id)
             job.store_id = None
 
+    def _drop_payload(self, job: Job) -> None:
+        """Free an abandoned queued job's payload now; its empty shell waits to be popped.
+
+        gearmand keeps abandoned jobs counted until a worker pops them, and so do we (``status``
+        stays comparable), but their payloads need not hold memory meanwhile.
+        """
+        if job.worker is None and job.payload:
+            self.queued_bytes -= len(job.payload)
+            job.payload = b""
+
     def _forget_unique(self, job: Job) -> None:
         key = _unique_key(job.function.name, job.unique, job.payload)
         if key is not None and self.uniques.get(key) is job:
@@ -753,6 +764,7 @@ class ServerCore:
         job.ignore = True
         job.background = False
         self._forget_unique(job)
+        self._drop_payload(job)
         if job.store_id is not None:
             self.store.remove(job.store_id)
             job.store_id = None

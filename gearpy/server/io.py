@@ -17,6 +17,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 import gevent
@@ -36,6 +37,10 @@ from gearpy.server.store import QueueStore
 log = logging.getLogger("gearpy.server")
 
 RECV_SIZE = 256 * 1024
+#: Output queued for one connection above which it is sent at once instead of at the loop's end.
+FLUSH_NOW_BYTES = 256 * 1024
+#: A connection that is readable this many times in a row yields to the others once.
+YIELD_EVERY_READS = 64
 
 
 class GeventScheduler(Scheduler):
@@ -308,16 +313,22 @@ class GearServer:
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
         recv = sock.recv
         handle = core.handle
+        partial_since: float | None = None
+        reads = 0
         reason = "closed by peer"
         try:
             while True:
                 try:
                     data = recv(RECV_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError):
-                    if decoder.buffered and packet_timeout:
-                        # Half a packet: the rest must come within packet_timeout.
+                    if partial_since is not None:
+                        # Half a packet: all of it must arrive within packet_timeout of its first
+                        # byte, however the peer drips it (no slowloris).
+                        left = partial_since + packet_timeout - monotonic()
                         try:
-                            with Timeout(packet_timeout, _PacketTimeout):
+                            if left <= 0:
+                                raise _PacketTimeout
+                            with Timeout(left, _PacketTimeout):
                                 hub_wait(readable)
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
@@ -344,6 +355,10 @@ class GearServer:
                 except RemoteProtocolError as exc:
                     reason = f"protocol error: {exc}"
                     conn.closing = True
+                if not packet_timeout or not decoder.buffered:
+                    partial_since = None
+                elif n or partial_since is None:
+                    partial_since = monotonic()
                 if metrics is not None:
                     metrics.packets_in.inc(n)
                     metrics.bytes_in.inc(len(data))
@@ -352,6 +367,13 @@ class GearServer:
                     if reason == "closed by peer":
                         reason = "closed by server"
                     break
+                reads += 1
+                if conn.out_bytes > FLUSH_NOW_BYTES or not reads % YIELD_EVERY_READS:
+                    # A peer that floods us keeps this loop busy: send (and enforce the output
+                    # cap) now, and let other connections run now and then.
+                    self.flush()
+                    gevent.sleep(0)
+                    continue
                 # Flush once the loop has run every connection that is ready: replies to many
                 # peers, and several replies to one peer, then go out in as few sends as possible.
                 if not self._flush_scheduled:
@@ -426,7 +448,11 @@ class GearServer:
             if link is None or link.closed:
                 continue
             if link.writer is not None:
-                continue  # the writer greenlet picks the new output up
+                # The writer greenlet picks the new output up, unless the peer stopped reading.
+                if conn.out_bytes + len(link.backlog) > self.cfg.max_output_buffer:
+                    log.warning("connection %d stopped reading; disconnecting", conn.id)
+                    self._close_link(link)
+                continue
             data = conn.take_output()
             if not data:
                 continue
