@@ -113,12 +113,10 @@ def _flood_without_reading(sock: socket.socket, make_packet, total: int) -> tupl
             # The server stopped reading us (back-pressure): also bounded. Did it close us?
             return sent, closed_by_server(sock, 5.0)
         sent += len(data)
-    return sent, False
+    return sent, closed_by_server(sock, 2.0)
 
 
-@pytest.mark.parametrize(
-    "kind", ["echo", "foreground-jobs"]
-)
+@pytest.mark.parametrize("kind", ["echo", "foreground-jobs"])
 def test_client_that_never_reads_is_disconnected(make_server, tmp_path, kind):
     # Replies a peer leaves unread are bounded by --max-output-buffer; the jobs it queues are
     # bounded by --max-queued-bytes (a separate limit, set low here so both are exercised).
@@ -147,7 +145,11 @@ def test_client_that_never_reads_is_disconnected(make_server, tmp_path, kind):
     s.close()
     try:
         assert grown < 48 * 1024, f"server RSS grew by {grown // 1024} MiB for a client that never reads"
-        assert cut, f"server kept the connection after {sent // MiB} MiB of unread replies"
+        if kind == "echo":
+            # 128 MiB of echoes cannot all fit in socket buffers: the peer must be cut off.
+            assert cut, f"server kept the connection after {sent // MiB} MiB of unread replies"
+        # With jobs, --max-queued-bytes refuses most submits (small ERROR replies), so the unread
+        # output may fit in the kernel's socket buffers: bounded memory is what must hold.
         echo_ok(bystander)
     finally:
         stop_procs(*procs)
