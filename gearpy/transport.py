@@ -148,8 +148,12 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def connect_tcp(address: str | tuple[str, int], timeout: float | None = 5.0) -> socket.socket:
-    """Open a plain TCP socket (TCP_NODELAY on) for the admin text protocol.
+def connect_tcp(
+    address: str | tuple[str, int],
+    timeout: float | None = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> socket.socket:
+    """Open a TCP socket (TCP_NODELAY on, TLS when a context is given) for the admin protocol.
 
     Errors map to :class:`GearpyConnectionError` with the same wording as :class:`PacketConnection`.
     """
@@ -159,6 +163,35 @@ def connect_tcp(address: str | tuple[str, int], timeout: float | None = 5.0) -> 
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError as exc:
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname=host)
+    except (OSError, ssl.SSLError) as exc:
         raise GearpyConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
     return sock
+
+
+def client_ssl_context(
+    ca_file: str | None = None,
+    certificate: str | None = None,
+    key: str | None = None,
+    verify: bool = True,
+) -> ssl.SSLContext:
+    """TLS settings for clients and workers: the server is verified by default.
+
+    ``ca_file`` replaces the system's trust store (a private CA); ``certificate``/``key`` are
+    presented to servers that require client certificates. ``verify=False`` is for tests and
+    migrations only (gearmand's own clients verify nothing).
+    """
+    from gearpy.errors import ConfigError
+
+    ctx = ssl.create_default_context(cafile=ca_file) if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    try:
+        if certificate:
+            ctx.load_cert_chain(certificate, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load client certificate {certificate}: {_reason(exc)}") from exc
+    return ctx

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ServerError
@@ -70,9 +71,12 @@ def _num(text: str) -> int:
 class Admin:
     """A connection to one server's admin protocol. Use as a context manager or :meth:`close`."""
 
-    def __init__(self, server: str = "127.0.0.1:4730", *, timeout: float | None = 10.0) -> None:
+    def __init__(
+        self, server: str = "127.0.0.1:4730", *, timeout: float | None = 10.0, ssl_context: Any = None
+    ) -> None:
         self.host, self.port = parse_server_address(server, DEFAULT_PORT)
         self.timeout = timeout
+        self.ssl_context = ssl_context
         self._sock: socket.socket | None = None
         self._buf = b""
 
@@ -96,7 +100,7 @@ class Admin:
         if "\n" in line or "\r" in line:
             raise ValueError("an admin command is one line")
         if self._sock is None:
-            self._sock = connect_tcp((self.host, self.port), self.timeout)
+            self._sock = connect_tcp((self.host, self.port), self.timeout, self.ssl_context)
             self._sock.settimeout(self.timeout)
             self._buf = b""
         try:

@@ -206,8 +206,9 @@ def _outcome(job: Job, timeout: float | None) -> dict[str, Any]:
 
 def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:
     out = []
+    ssl_context = obj.client().ssl_context
     for server in obj.admin_servers():
-        with Admin(server) as admin:
+        with Admin(server, ssl_context=ssl_context) as admin:
             out.append((server, fn(admin)))
     return out
 

@@ -33,6 +33,7 @@ from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyError
 from gearpy.keys import apply_key
 from gearpy.protocol import PacketType, encode_request
+from gearpy.transport import client_ssl_context
 
 T = PacketType
 
@@ -113,6 +114,11 @@ class Client:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._conns: dict[str, ServerConnection] = {}
+        self.ssl_context = (
+            client_ssl_context(config.ssl_ca_file, config.ssl_certificate, config.ssl_key)
+            if config.ssl
+            else None
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -136,7 +142,9 @@ class Client:
         with self._lock:
             conn = self._conns.get(server)
             if conn is None:
-                conn = ServerConnection(server, connect_timeout=self.config.connect_timeout)
+                conn = ServerConnection(
+                    server, connect_timeout=self.config.connect_timeout, ssl_context=self.ssl_context
+                )
                 self._conns[server] = conn
             return conn
 

@@ -28,11 +28,23 @@ class ClientConfig:
     ``submit()``/``result()`` that does not pass its own.
     """
 
+    #: Job servers (HOST[:PORT]); a job goes to the one its unique hashes to, else round robin.
     servers: list[str] = field(default_factory=lambda: list(DEFAULT_SERVERS))
+    #: Prefix function names as ``KEY-name`` (must match the workers' ``--key``).
     workers_key: str | None = None
+    #: Seconds a foreground job may take; none = no limit.
     timeout: float | None = None
+    #: Seconds to wait for a TCP connection before trying the next server.
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    #: Payload codec: raw (bytes), json or msgpack.
     codec: str = "raw"
+    #: Connect with TLS; the server's certificate is verified (against ``ssl_ca_file`` if set).
+    ssl: bool = False
+    #: CA bundle that signed the servers' certificates (default: the system's trust store).
+    ssl_ca_file: str | None = None
+    #: Client certificate and key, for servers started with ``--ssl-ca-file``.
+    ssl_certificate: str | None = None
+    ssl_key: str | None = None
 
 
 def load_config(

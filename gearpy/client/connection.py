@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -94,9 +95,12 @@ def _read_timeout(deadline: float | None) -> float | None:
 class ServerConnection:
     """A lazily (re)connected connection to one server, safe to share between threads/greenlets."""
 
-    def __init__(self, address: str, *, connect_timeout: float | None = 5.0) -> None:
+    def __init__(
+        self, address: str, *, connect_timeout: float | None = 5.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
         self._cond = threading.Condition(threading.Lock())
         self._send_lock = threading.Lock()
         self._pconn: PacketConnection | None = None
@@ -126,7 +130,9 @@ class ServerConnection:
         with self._send_lock:
             pc = self._pconn
             if pc is None:
-                pc = PacketConnection(self.address, connect_timeout=self.connect_timeout)
+                pc = PacketConnection(
+                    self.address, connect_timeout=self.connect_timeout, ssl_context=self.ssl_context
+                )
                 pc.connect()
                 with self._cond:
                     self._pconn = pc

@@ -1,0 +1,74 @@
+"""The client over TLS: it verifies the server by default and presents its certificate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gearpy.client import Client
+from gearpy.client.config import ClientConfig
+from gearpy.errors import GearpyConnectionError
+from gearpy.testing import ServerProcess, gearpy_server_argv
+
+
+@pytest.fixture
+def tls_server(pki):
+    server = ServerProcess(
+        gearpy_server_argv(
+            "--ssl",
+            "--ssl-certificate",
+            str(pki.server_cert),
+            "--ssl-key",
+            str(pki.server_key),
+            "--ssl-ca-file",
+            str(pki.ca),
+        )
+    ).start()
+    yield server
+    server.stop()
+
+
+def _config(server, ca, cert=None, key=None) -> ClientConfig:
+    return ClientConfig(
+        servers=[server.address],
+        ssl=True,
+        ssl_ca_file=str(ca),
+        ssl_certificate=cert and str(cert),
+        ssl_key=key and str(key),
+    )
+
+
+def test_client_submits_over_tls(tls_server, pki):
+    with Client(config=_config(tls_server, pki.ca, pki.client_cert, pki.client_key)) as client:
+        handle = client.submit("tls_job", b"payload", background=True).handle
+        assert handle
+        status = client.status(handle)
+        assert status.known and not status.running
+
+
+def test_client_refuses_a_server_it_cannot_verify(tls_server, pki):
+    with Client(config=_config(tls_server, pki.rogue_ca, pki.client_cert, pki.client_key)) as client:
+        with pytest.raises(GearpyConnectionError):
+            client.submit("tls_job", b"x", background=True)
+
+
+def test_cli_admin_over_tls_via_environment(tls_server, pki):
+    env = dict(
+        os.environ,
+        GEARPY_SSL="1",
+        GEARPY_SSL_CA_FILE=str(pki.ca),
+        GEARPY_SSL_CERTIFICATE=str(pki.client_cert),
+        GEARPY_SSL_KEY=str(pki.client_key),
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "gearpy.client", "-s", tls_server.address, "version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "0.1.0" in out.stdout
