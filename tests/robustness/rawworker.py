@@ -36,7 +36,9 @@ def log_line(fd: int | None, **rec) -> None:
     os.write(fd, (json.dumps(rec) + "\n").encode())
 
 
-def serve(host: str, port: int, functions: list[bytes], log_fd: int | None, max_jobs: int) -> int:
+def serve(
+    host: str, port: int, functions: list[bytes], log_fd: int | None, max_jobs: int, no_sleep: bool = False
+) -> int:
     sock = socket.create_connection((host, port), timeout=5)
     sock.settimeout(None)
     dec = Decoder(allow_admin=False)
@@ -67,7 +69,7 @@ def serve(host: str, port: int, functions: list[bytes], log_fd: int | None, max_
             log_line(log_fd, op="start", payload=text, handle=handle.decode())
             if payload.startswith(b"die"):
                 os._exit(1)
-            if payload.startswith(b"sleep:"):
+            if payload.startswith(b"sleep:") and not no_sleep:
                 time.sleep(float(payload.split(b":")[1]))
             if payload.startswith(b"fail"):
                 log_line(log_fd, op="fail", payload=text, handle=handle.decode())
@@ -90,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log")
     p.add_argument("--reconnect", action="store_true")
     p.add_argument("--max-jobs", type=int, default=0)
+    p.add_argument("--no-sleep", action="store_true", help="ignore sleep: payloads (a fast worker)")
     a = p.parse_args(argv)
     log_fd = os.open(a.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if a.log else None
     functions = [f.encode() for f in a.function]
     while True:
         try:
-            return serve(a.host, a.port, functions, log_fd, a.max_jobs)
+            return serve(a.host, a.port, functions, log_fd, a.max_jobs, a.no_sleep)
         except OSError:
             if not a.reconnect:
                 return 1

@@ -114,12 +114,16 @@ def wait_until(pred: Callable[[], object], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
-def start_worker(server, log: Path, *functions: str, reconnect: bool = False) -> subprocess.Popen:
+def start_worker(
+    server, log: Path, *functions: str, reconnect: bool = False, no_sleep: bool = False
+) -> subprocess.Popen:
     argv = [sys.executable, str(RAW_WORKER), "--port", str(server.port), "--log", str(log)]
     for f in functions:
         argv += ["-f", f]
     if reconnect:
         argv.append("--reconnect")
+    if no_sleep:
+        argv.append("--no-sleep")
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
 
 
