@@ -702,7 +702,7 @@ class ServerCore:
     # ---------------------------------------------------------------- status
 
     def _get_status(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
-        handle = args[0]
+        handle = args[0].split(b"\x00", 1)[0]  # a C string to gearmand: it ends at the first NUL
         if len(handle) > MAX_HANDLE:
             raise CloseConnection("GET_STATUS handle too long")
         job = self.jobs.get(handle)
@@ -722,7 +722,7 @@ class ServerCore:
         )
 
     def _get_status_unique(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
-        unique = args[0]
+        unique = args[0].split(b"\x00", 1)[0]
         if len(unique) >= MAX_UNIQUE:
             raise CloseConnection("GET_STATUS_UNIQUE unique too long")
         jobs = self.by_unique.get(unique)
