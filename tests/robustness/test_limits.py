@@ -24,6 +24,7 @@ from robustness_support import (
     status,
     stop_procs,
     wait_until,
+    worker_log,
 )
 
 from gearpy.protocol import Packet, encode_request
@@ -226,3 +227,34 @@ def test_status_empty_after_limit_violations(make_server):
     s.close()
     assert "g" not in status(server)
     assert admin(server, b"show jobs") == b".\n"
+
+
+def test_max_queued_bytes_refuses_submits_and_loses_nothing(make_server, tmp_path):
+    server = make_server("--max-queued-bytes", str(MiB))
+    s = connect(server)
+    payloads = [b"%03d:" % i + b"q" * (100 * 1024) for i in range(30)]  # ~3 MiB offered
+    accepted, refused = [], []
+    for p in payloads:
+        s.sendall(encode_request(T.SUBMIT_JOB_BG, b"f", b"", p))
+        [reply] = read_packets(s, 1)
+        if reply.kind == T.JOB_CREATED:
+            accepted.append(p)
+        else:
+            assert reply.kind == T.ERROR and reply.args[0] == b"QUEUE_ERROR", reply
+            refused.append(p)
+    assert accepted and refused, (len(accepted), len(refused))
+    assert len(accepted) * len(payloads[0]) <= MiB + len(payloads[0])
+    assert status(server)["f"][0] == len(accepted)
+    echo_ok(s)  # a refusal keeps the connection
+    log = tmp_path / "w.log"
+    w = start_worker(server, log, "f")
+    try:
+        wait_until(lambda: status(server)["f"][:2] == (0, 0), 20, "the accepted jobs to run")
+        ran = [r["payload"][:3] for r in worker_log(log) if r["op"] == "done"]
+        assert sorted(ran) == sorted(p[:3].decode() for p in accepted)  # each once, none refused
+        # memory was given back: submits are accepted again
+        s.sendall(encode_request(T.SUBMIT_JOB_BG, b"f", b"", payloads[0]))
+        assert read_packets(s, 1)[0].kind == T.JOB_CREATED
+    finally:
+        stop_procs(w)
+        s.close()
