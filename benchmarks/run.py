@@ -145,10 +145,13 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="gearpy-bench-")
     for rnd in range(args.rounds):
         for shape in shapes:
-            for kind in ("gearpy", "gearmand"):
+            kinds = ("gearpy", "gearmand", "gearpy-memory") if shape == "durable" else ("gearpy", "gearmand")
+            for kind in kinds:
                 port = free_port()
                 db = os.path.join(tmp, f"{kind}-{rnd}-{shape}.db")
-                if kind == "gearpy":
+                if kind == "gearpy-memory":
+                    proc = start_gearpy(port, [])
+                elif kind == "gearpy":
                     extra = ["-q", f"sqlite:///{db}"] if shape == "durable" else []
                     proc = start_gearpy(port, extra)
                 else:
@@ -193,6 +196,12 @@ def main() -> None:
                     noisy = " (noisy)"
             del spread
             print(f"| {SHAPES[shape]} | {metric} | {a:,.1f} | {b:,.1f} | {ratio:.2f}x{noisy} | {better} |")
+    if ("durable", "gearpy-memory") in results:
+        a = statistics.median(r["rate"] for r in results[("durable", "gearpy")])
+        m = statistics.median(r["rate"] for r in results[("durable", "gearpy-memory")])
+        print(
+            f"\nSame durable load on gearpy's memory queue: {m:,.1f} jobs/s; SQLite costs {a / m:.2f}x of it."
+        )
 
 
 if __name__ == "__main__":
