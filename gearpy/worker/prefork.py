@@ -33,6 +33,8 @@ log = logging.getLogger("gearpy.worker.prefork")
 
 #: A child that lived at least this many seconds is not a crash loop: the backoff starts over.
 STABLE_CHILD_SECONDS = 10.0
+#: Signals that stop a worker (warm first, hard the second time).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 #: How often the parent looks for exited children, in seconds.
 POLL_INTERVAL = 0.1
 
@@ -54,12 +56,20 @@ class Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
-        pid = os.fork()
+        # Block the stop signals across the fork: a SIGTERM forwarded to a child that has not yet
+        # installed its own handlers stays pending until the Worker installs them and unblocks.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if pid == 0:  # child: never return into the parent's code
             code = EXIT_ERROR
             try:
                 os.setpgid(0, 0)
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
                 code = self.child_main(parent)
             except BaseException:
@@ -110,7 +120,7 @@ class Supervisor:
             for pid, code in self._reap():
                 lived = time.monotonic() - self.children.pop(pid)
                 if self.signals:
-                    all_clean = all_clean and code == EXIT_OK
+                    all_clean = all_clean and code in (EXIT_OK, EXIT_RECYCLED)
                     log.info("worker process %d exited with %d", pid, code)
                     continue
                 if code == EXIT_RECYCLED:

@@ -165,7 +165,8 @@ class ServerLink:
                 log.log(level, "%s; retrying", exc)
                 self.interruptible = True
                 gevent.sleep(backoff.next_delay())
-        self.close()
+        # Not closed here: jobs taken on this connection may still be running and must answer on
+        # it. Worker._shutdown closes every connection once the jobs are done.
 
     def _register(self) -> None:
         w = self.worker
@@ -303,8 +304,12 @@ class Worker:
         gevent.get_hub().loop.run_callback_threadsafe(self.stop, f"signal {signal.Signals(signum).name}")
 
     def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        for sig in stop_signals:
             signal.signal(sig, self._on_signal)
+        # A prefork child starts with these blocked (see prefork.Supervisor._spawn); a signal that
+        # arrived meanwhile is delivered now, to our handler.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
 
     def watch_parent(self, pid: int) -> None:
         """Under ``--processes``: stop warmly if the supervising parent goes away (we were orphaned)."""
