@@ -40,7 +40,25 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+EPILOG = """\b
+Exit codes:
+  0  clean stop (signal; every running job finished)
+  1  unexpected internal error (see the log)
+  2  usage or configuration error
+  3  cannot import the task modules, no task found, or --function names an unknown task
+  4  recycled: --max-jobs or --max-memory reached (single process; systemd restarts it)
+  5  hard stop: second signal, or jobs outlived --shutdown-timeout (the server requeues them)
+
+\b
+Every option is also a GEARPY_<NAME> environment variable (GEARPY_SERVERS=a:4730,b:4730,
+GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file key.
+"""
+
+
+@click.command(
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.argument("modules", nargs=-1, metavar="MODULE[:ATTR]...")
 @click.option(
     "-s",
@@ -85,7 +103,7 @@ def command(config_file: str | None, print_config: bool, **flags: Any) -> None:
     """Run the @task functions of MODULE[:ATTR]... as a Gearman worker.
 
     MODULE is an importable module (the current directory is on the path) or a .py file; :ATTR picks
-    one task or a list of tasks from it. See the module documentation for the exit codes.
+    one task or a list of tasks from it.
     """
     from gearpy import logs
     from gearpy.errors import ConfigError
@@ -111,6 +129,8 @@ def run(cfg: Any) -> int:
     from gearpy.worker.loader import TaskImportError, load_tasks, select_tasks
     from gearpy.worker.runtime import Worker
 
+    if not cfg.modules:
+        _fail("no task module given (MODULE[:ATTR] arguments, GEARPY_MODULES or 'modules:')", EXIT_USAGE)
     try:
         tasks = select_tasks(load_tasks(cfg.modules), cfg.functions)
     except TaskImportError as exc:
