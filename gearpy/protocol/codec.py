@@ -132,7 +132,16 @@ class Decoder:
     After a :class:`RemoteProtocolError` the stream is out of sync: the caller must close.
     """
 
-    __slots__ = ("_buf", "_pos", "max_packet_size", "max_admin_line", "allow_admin")
+    __slots__ = (
+        "_buf",
+        "_pos",
+        "_parts",
+        "_parts_len",
+        "_need",
+        "max_packet_size",
+        "max_admin_line",
+        "allow_admin",
+    )
 
     def __init__(
         self,
@@ -140,66 +149,104 @@ class Decoder:
         max_admin_line: int = DEFAULT_MAX_ADMIN_LINE,
         allow_admin: bool = True,
     ) -> None:
-        self._buf = bytearray()
+        # The buffer is immutable bytes: slicing a packet's body out of it is one copy. A large
+        # packet that arrives in many chunks is collected in ``_parts`` and joined once, when all
+        # of its ``_need`` bytes are there (no quadratic re-copying).
+        self._buf = b""
         self._pos = 0
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self._need = 0
         self.max_packet_size = max_packet_size
         self.max_admin_line = max_admin_line
         self.allow_admin = allow_admin
 
     def feed(self, data: bytes) -> None:
         """Append received bytes. An empty ``data`` is allowed and does nothing."""
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        self._buf += data
+        if not data:
+            return
+        if self._parts:
+            self._parts.append(bytes(data))
+            self._parts_len += len(data)
+            if self._parts_len >= self._need:
+                self._buf = b"".join(self._parts)
+                self._pos = 0
+                self._parts = []
+                self._parts_len = 0
+                self._need = 0
+            return
+        pos = self._pos
+        if pos >= len(self._buf):
+            self._buf = bytes(data)
+        else:
+            self._buf = self._buf[pos:] + data
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet decoded into an event."""
-        return len(self._buf) - self._pos
-
-    def events(self) -> Iterator[Packet | AdminCommand]:
-        """Yield every complete event in the buffer; stop when more bytes are needed."""
-        while True:
-            ev = self.next_event()
-            if ev is None:
-                return
-            yield ev
+        return len(self._buf) - self._pos + self._parts_len
 
     def next_event(self) -> Packet | AdminCommand | None:
         """Return the next complete event, or None when more bytes are needed."""
+        for ev in self.events():
+            return ev
+        return None
+
+    def events(self) -> Iterator[Packet | AdminCommand]:
+        """Yield every complete event in the buffer; stop when more bytes are needed.
+
+        The decoder's position moves past each event before it is yielded, so a caller may stop
+        iterating at any point and resume later with another call.
+        """
+        if self._parts:
+            return
         buf = self._buf
         pos = self._pos
-        avail = len(buf) - pos
-        if avail <= 0:
-            return None
-        if buf[pos] != 0:
-            return self._next_admin(buf, pos)
-        if avail < HEADER_SIZE:
-            # Reject bad magic early, so garbage is not buffered while waiting for a header.
-            magic_seen = bytes(buf[pos : pos + min(avail, 4)])
-            if not (REQ.startswith(magic_seen) or RES.startswith(magic_seen)):
-                raise BadMagic(f"bad magic {magic_seen!r}")
-            return None
-        magic, kind, size = _unpack_header(buf, pos)
-        if magic == REQ:
-            request = True
-        elif magic == RES:
-            request = False
-        else:
-            raise BadMagic(f"bad magic {magic!r}")
-        if kind == 0 or kind > MAX_TYPE:
-            raise UnknownPacketType(f"unknown packet type {kind}")
-        if size > self.max_packet_size:
-            raise PacketTooLarge(f"packet body of {size} bytes exceeds limit of {self.max_packet_size}")
-        end = pos + HEADER_SIZE + size
-        if len(buf) < end:
-            return None
-        body = bytes(buf[pos + HEADER_SIZE : end])
-        self._advance(end)
-        return Packet(_TYPES[kind], split_body(kind, body), request)
+        n = len(buf)
+        unpack = _unpack_header
+        types = _TYPES
+        max_size = self.max_packet_size
+        while pos < n:
+            if buf[pos] != 0:
+                ev = self._next_admin(buf, pos)
+                if ev is None:
+                    return
+                pos = self._pos
+                yield ev
+                continue
+            if n - pos < HEADER_SIZE:
+                # Reject bad magic early, so garbage is not buffered while waiting for a header.
+                magic_seen = buf[pos : pos + 4]
+                if not (REQ.startswith(magic_seen) or RES.startswith(magic_seen)):
+                    raise BadMagic(f"bad magic {magic_seen!r}")
+                return
+            magic, kind, size = unpack(buf, pos)
+            if magic == REQ:
+                request = True
+            elif magic == RES:
+                request = False
+            else:
+                raise BadMagic(f"bad magic {magic!r}")
+            if kind == 0 or kind > MAX_TYPE:
+                raise UnknownPacketType(f"unknown packet type {kind}")
+            if size > max_size:
+                raise PacketTooLarge(f"packet body of {size} bytes exceeds limit of {max_size}")
+            end = pos + HEADER_SIZE + size
+            if end > n:
+                if end - pos > 65536:
+                    # A big packet still arriving: collect its chunks and join them once.
+                    self._parts = [buf[pos:]]
+                    self._parts_len = n - pos
+                    self._need = end - pos
+                    self._buf = b""
+                    self._pos = 0
+                return
+            body = buf[pos + HEADER_SIZE : end]
+            pos = self._pos = end
+            yield Packet(types[kind], split_body(kind, body), request)
 
-    def _next_admin(self, buf: bytearray, pos: int) -> AdminCommand | None:
+    def _next_admin(self, buf: bytes, pos: int) -> AdminCommand | None:
         if not self.allow_admin:
             raise BadMagic("text data where a binary packet was expected")
         nl = buf.find(b"\n", pos, pos + self.max_admin_line)
@@ -207,19 +254,9 @@ class Decoder:
             if len(buf) - pos >= self.max_admin_line:
                 raise AdminLineTooLong(f"admin line longer than {self.max_admin_line} bytes")
             return None
-        line = bytes(buf[pos:nl])
-        self._advance(nl + 1)
+        line = buf[pos:nl]
+        self._pos = nl + 1
         crlf = line.endswith(b"\r")
         if crlf:
             line = line[:-1]
         return AdminCommand(line, split_admin_line(line), crlf)
-
-    def _advance(self, end: int) -> None:
-        if end >= len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        elif end > 65536 and end * 2 > len(self._buf):
-            del self._buf[:end]
-            self._pos = 0
-        else:
-            self._pos = end

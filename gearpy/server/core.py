@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
-from gearpy.protocol import AdminCommand, Packet, PacketType, encode
+from gearpy.protocol import RES, AdminCommand, Packet, PacketType, encode
 from gearpy.server.state import HIGH, LOW, NORMAL, PRIORITIES, Conn, Function, Job
 from gearpy.server.store import MemoryStore, QueueStore, StoredJob
 
@@ -34,6 +35,7 @@ log = logging.getLogger("gearpy.server.core")
 
 T = PacketType
 _enc = encode
+_HEADER = struct.Struct(">4sII").pack
 
 MAX_UNIQUE = 64
 MAX_HANDLE = 63
@@ -289,30 +291,18 @@ class ServerCore:
 
         ``conn`` is None for replayed jobs. Returns the job, or None when it was refused.
         """
-        fn = self.function(name)
-        if len(unique) >= MAX_UNIQUE:
+        fn = self.functions.get(name) or self.function(name)
+        if not unique:
+            key = None
+        elif len(unique) >= MAX_UNIQUE:
             # gearmand keeps 63 bytes of a 64-byte unique, and such a submit never coalesces.
             key = None
             unique = unique[: MAX_UNIQUE - 1]
         else:
             key = _unique_key(name, unique, payload)
-        job = self.uniques.get(key) if key is not None else None
-        if job is not None and not job.ignore:
-            if not background and conn is not None:
-                if job.clients:
-                    job.clients.insert(0, conn)  # type: ignore[union-attr]
-                else:
-                    job.clients = [conn]
-                conn.waiting.append(job)
-                conn.is_client = True
-            if background and not job.background:
-                job.background = True
-                if self.store.durable and conn is not None:
-                    self._persist(conn, job)
-                    return job
-            if conn is not None:
-                self._send(conn, _enc(T.JOB_CREATED, job.handle))
-            return job
+            job = self.uniques.get(key)
+            if job is not None and not job.ignore:
+                return self._coalesce(conn, job, background)
         limit = fn.max_queue[priority]
         if limit > 0 and fn.total >= limit:
             if conn is not None:
@@ -328,25 +318,50 @@ class ServerCore:
         job = Job(handle, fn, unique, payload, priority, background, when, reducer)
         if self.timing:
             job.submitted_at = self.clock()
-        if conn is not None and not background:
-            job.clients = [conn]
-            conn.waiting.append(job)
+        if conn is not None:
             conn.is_client = True
-        elif conn is not None:
-            conn.is_client = True
+            if not background:
+                job.clients = [conn]
+                conn.waiting.append(job)
         self.jobs[handle] = job
-        if key is not None:
-            self.uniques[key] = job
-        if unique and unique != b"-":
-            self.by_unique.setdefault(unique, []).append(job)
+        if unique:
+            if key is not None:
+                self.uniques[key] = job
+            if unique != b"-":
+                self.by_unique.setdefault(unique, []).append(job)
         if background and conn is not None and self.store.durable:
             # Queue only once durable: a crash before the commit must not run a job we never acked.
             self._persist(conn, job, new=True)
             return job
-        self._enqueue(job)
-        self.observer.job_submitted(job)
+        if when or fn.sleepers:
+            self._enqueue(job)
+        else:
+            fn.queues[priority].append(job)  # the common case, without the calls
+        if self.timing:
+            self.observer.job_submitted(job)
         if conn is not None:
-            self._send(conn, _enc(T.JOB_CREATED, handle))
+            data = _HEADER(RES, T.JOB_CREATED, len(handle)) + handle
+            conn.out.append(data)
+            conn.out_bytes += len(data)
+            self.dirty.add(conn)
+        return job
+
+    def _coalesce(self, conn: Conn | None, job: Job, background: bool) -> Job:
+        """A submit whose unique matches a live job: attach to it and answer with its handle."""
+        if not background and conn is not None:
+            if job.clients:
+                job.clients.insert(0, conn)  # type: ignore[union-attr]
+            else:
+                job.clients = [conn]
+            conn.waiting.append(job)
+            conn.is_client = True
+        if background and not job.background:
+            job.background = True
+            if self.store.durable and conn is not None:
+                self._persist(conn, job)
+                return job
+        if conn is not None:
+            self._send(conn, _enc(T.JOB_CREATED, job.handle))
         return job
 
     def _persist(self, conn: Conn, job: Job, new: bool = False) -> None:
