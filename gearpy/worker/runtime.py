@@ -49,7 +49,7 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError
+from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ProtocolError
 from gearpy.keys import apply_key
 from gearpy.protocol import Packet, PacketType, encode_request
 from gearpy.transport import Backoff, PacketConnection
@@ -158,11 +158,18 @@ class ServerLink:
                     log.info("connected to %s", self.address)
                 failures = 0
                 self._serve(backoff)
-            except GearpyConnectionError as exc:
+            except (GearpyConnectionError, ProtocolError) as exc:
                 self.close()
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
-                log.log(level, "%s; retrying", exc)
+                log.log(level, "%s: %s; reconnecting", self.address, exc)
+                self.interruptible = True
+                gevent.sleep(backoff.next_delay())
+            except Exception:
+                # A bug of ours must not silently end the serving of this server: log, reconnect.
+                self.close()
+                failures += 1
+                log.exception("unexpected error on the connection to %s; reconnecting", self.address)
                 self.interruptible = True
                 gevent.sleep(backoff.next_delay())
         # Not closed here: jobs taken on this connection may still be running and must answer on

@@ -173,3 +173,48 @@ def test_never_grabs_more_than_concurrency(gearman_server, start_worker, workdir
     )
     (workdir / "release").write_text("go")
     wait_until(lambda: function_status(gearman_server, "hold")[0] == 0, "every job done")
+
+
+def test_max_memory_recycles(gearman_server, start_worker):
+    # Any Python process is above 1 MiB resident, so the first finished job triggers the recycle.
+    worker = start_worker("-s", gearman_server.address, "--max-memory", "1", "wtasks")
+    wait_workers(gearman_server, "upper")
+    assert submit("upper", b"m", servers=[gearman_server.address], timeout=TIMEOUT) == b"M"
+    assert worker.wait() == EXIT_RECYCLED
+    assert "above --max-memory" in worker.log()
+
+
+def test_worker_started_before_the_server_connects_when_it_appears(gearpy_server, start_worker):
+    gearpy_server.stop()
+    worker = start_worker("-s", gearpy_server.address, "wtasks")
+    wait_until(lambda: "cannot connect" in worker.log(), "a failed connection attempt")
+    gearpy_server.start()
+    wait_workers(gearpy_server, "upper")
+    assert submit("upper", b"late", servers=[gearpy_server.address], timeout=TIMEOUT) == b"LATE"
+
+
+def test_sigterm_while_the_server_is_down_exits_0(gearpy_server, start_worker):
+    worker = start_worker("-s", gearpy_server.address, "wtasks")
+    wait_workers(gearpy_server, "upper")
+    gearpy_server.kill()
+    wait_until(lambda: "reconnecting" in worker.log(), "the worker to notice the lost server")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == EXIT_OK
+
+
+def test_client_id_and_json_logs(gearman_server, start_worker):
+    import json
+
+    from gearpy.client import Admin
+
+    worker = start_worker(
+        "-s", gearman_server.address, "--client-id", "report-box-1", "--log-format", "json", "wtasks"
+    )
+    wait_workers(gearman_server, "upper")
+    with Admin(gearman_server.address, timeout=5) as admin:
+        mine = [w for w in admin.workers() if w.client_id == "report-box-1"]
+    assert len(mine) == 1 and {"upper", "hold", "whoami"} <= set(mine[0].functions)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == EXIT_OK
+    records = [json.loads(line) for line in worker.log().splitlines() if line.strip()]
+    assert any(r["message"].startswith("connected to") for r in records)
