@@ -218,3 +218,16 @@ def test_client_id_and_json_logs(gearman_server, start_worker):
     assert worker.wait() == EXIT_OK
     records = [json.loads(line) for line in worker.log().splitlines() if line.strip()]
     assert any(r["message"].startswith("connected to") for r in records)
+
+
+def test_prefork_sigterm_mid_job_lets_children_finish(gearman_server, start_worker, workdir):
+    parent = start_worker("-s", gearman_server.address, "--processes", "2", "-f", "hold", "wtasks")
+    wait_workers(gearman_server, "hold", 2)
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(submit, "hold", b"pf", servers=[gearman_server.address], timeout=TIMEOUT)
+        wait_until(lambda: started(workdir, "pf"), "a child to start the job")
+        parent.signal(signal.SIGTERM)
+        wait_until(lambda: "asking 2 worker process(es)" in parent.log(), "the parent to forward the stop")
+        (workdir / "release").write_text("go")
+        assert fut.result(TIMEOUT).startswith(b"done:pf:")
+    assert parent.wait() == EXIT_OK, parent.log()
