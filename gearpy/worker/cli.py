@@ -95,6 +95,11 @@ GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file ke
     default=None,
     help="Send WORK_EXCEPTION before WORK_FAIL when a task raises. [on]",
 )
+@click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here (opt-in).")
+@click.option("--ssl", is_flag=True, default=None, help="Connect with TLS (the server is verified).")
+@click.option("--ssl-ca-file", metavar="FILE", help="CA that signed the servers' certificates.")
+@click.option("--ssl-certificate", metavar="FILE", help="Client certificate (PEM).")
+@click.option("--ssl-key", metavar="FILE", help="Client private key (PEM).")
 @click.option("--log-level", help="DEBUG, INFO, NOTICE, WARNING, ERROR. [INFO]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format. [text]")
 @click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")
@@ -136,7 +141,18 @@ def run(cfg: Any) -> int:
     except TaskImportError as exc:
         _fail(str(exc), EXIT_IMPORT)
     if cfg.processes is None:
-        return Worker.from_config(tasks, cfg).run()
+        from gearpy.errors import ConfigError
+
+        try:
+            worker = Worker.from_config(tasks, cfg)
+            if cfg.metrics:
+                from gearpy.worker.metrics import WorkerMetrics
+
+                worker.metrics = WorkerMetrics(worker)
+                worker.metrics.serve(cfg.metrics)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        return worker.run()
 
     from gearpy.worker.prefork import Supervisor
 

@@ -73,19 +73,42 @@ class WorkerConfig:
     why gearmand 1.1.20 needs that with clients that do not ask for exceptions).
     """
 
+    #: Job servers to connect to (HOST[:PORT]); the worker takes jobs from all of them.
     servers: list[str] = field(default_factory=lambda: list(DEFAULT_SERVERS))
+    #: Workers key: every task is registered as ``KEY-name`` (clients use the same key).
     workers_key: str | None = None
+    #: Modules (or .py files) holding ``@task`` functions, as ``MODULE[:ATTR]``.
     modules: list[str] = field(default_factory=list)
+    #: Serve only these tasks (empty = every task found in ``modules``).
     functions: list[str] = field(default_factory=list)
+    #: Jobs one process runs at once (greenlets).
     concurrency: int = DEFAULT_CONCURRENCY
+    #: Fork this many worker processes (for CPU-bound tasks); a crashed one is replaced.
     processes: int | None = None
+    #: Recycle a process after this many jobs (none = never).
     max_jobs: int | None = None
+    #: Recycle a process once its resident memory exceeds this many MiB (checked after each job).
     max_memory: float | None = None
+    #: Seconds a warm shutdown waits for running jobs before a hard stop.
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    #: Id shown by the server's ``workers`` listing (default ``gearpy-worker:HOST:PID``).
     client_id: str | None = None
+    #: Send WORK_EXCEPTION before WORK_FAIL when a task raises. Turn off when workers serve
+    #: libgearman clients (PHP, the gearman CLI) through gearmand 1.1, which then hangs them.
     send_exceptions: bool = True
+    #: Log level (DEBUG, INFO, NOTICE, WARNING, ERROR).
     log_level: str = "INFO"
+    #: Log line format: text or json.
     log_format: str = "text"
+    #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in; single process only).
+    metrics: str | None = None
+    #: Connect with TLS; the server's certificate is verified (against ``ssl_ca_file`` if set).
+    ssl: bool = False
+    #: CA bundle that signed the servers' certificates (default: the system's trust store).
+    ssl_ca_file: str | None = None
+    #: Client certificate and key, for servers started with ``--ssl-ca-file``.
+    ssl_certificate: str | None = None
+    ssl_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -102,6 +125,8 @@ class WorkerConfig:
             raise ConfigError("max_memory must be a positive number of MiB")
         if self.shutdown_timeout < 0:
             raise ConfigError("shutdown_timeout must be >= 0 seconds")
+        if self.metrics and self.processes:
+            raise ConfigError("metrics: not available with --processes yet (run one worker per port)")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: {self.log_format!r} is not text or json")
 

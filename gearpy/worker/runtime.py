@@ -41,6 +41,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -146,7 +147,9 @@ class ServerLink:
         failures = 0
         while not w.stopping:
             self.interruptible = True
-            conn = PacketConnection(self.address, connect_timeout=CONNECT_TIMEOUT)
+            conn = PacketConnection(
+                self.address, connect_timeout=CONNECT_TIMEOUT, ssl_context=self.worker.ssl_context
+            )
             try:
                 conn.connect()
                 _keepalive(conn.sock)
@@ -255,6 +258,7 @@ class Worker:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         client_id: str | None = None,
         send_exceptions: bool = True,
+        ssl_context: Any = None,
     ) -> None:
         self.tasks: dict[bytes, Task] = {apply_key(t.name, key): t for t in tasks}
         if not self.tasks:
@@ -266,6 +270,9 @@ class Worker:
         self.shutdown_timeout = shutdown_timeout
         self.client_id = client_id or f"gearpy-worker:{socket.gethostname()}:{os.getpid()}"
         self.send_exceptions = send_exceptions
+        self.ssl_context = ssl_context
+        #: set by :mod:`gearpy.worker.metrics` when ``--metrics`` is on
+        self.metrics: Any = None
         self.slots = gevent.lock.BoundedSemaphore(concurrency)
         self.links = [ServerLink(self, s) for s in servers]
         self.jobs = gevent.pool.Group()
@@ -279,6 +286,11 @@ class Worker:
 
     @classmethod
     def from_config(cls, tasks: Iterable[Task], cfg: WorkerConfig) -> Worker:
+        ssl_context = None
+        if cfg.ssl:
+            from gearpy.transport import client_ssl_context
+
+            ssl_context = client_ssl_context(cfg.ssl_ca_file, cfg.ssl_certificate, cfg.ssl_key)
         return cls(
             tasks,
             servers=cfg.servers,
@@ -289,6 +301,7 @@ class Worker:
             shutdown_timeout=cfg.shutdown_timeout,
             client_id=cfg.client_id,
             send_exceptions=cfg.send_exceptions,
+            ssl_context=ssl_context,
         )
 
     # -- control --------------------------------------------------------------------------------
@@ -424,7 +437,10 @@ class Worker:
                 codec=t.codec,
             )
             log.debug("job %s (%s) started, %d byte(s)", ctx.handle, t.name, len(payload))
+            started = time.monotonic()
             outcome = t.execute(ctx)
+            if self.metrics is not None:
+                self.metrics.job_done(t.name, outcome.kind, time.monotonic() - started)
             if outcome.kind == "complete":
                 session.send_packet(P.WORK_COMPLETE, handle, outcome.data)
             elif outcome.kind == "exception" and self.send_exceptions:

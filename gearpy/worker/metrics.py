@@ -1,0 +1,64 @@
+"""The worker's Prometheus metrics and health check (``gearpy-worker --metrics HOST:PORT``).
+
+Jobs by function and outcome, job duration, jobs in flight and connected servers; ``/healthz``
+answers 200 while the worker is connected to at least one server. Served from the worker's own
+gevent loop, opt-in, loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gearpy.metrics import parse_listen, serve_metrics
+
+if TYPE_CHECKING:
+    from gearpy.worker.runtime import Worker
+
+#: The worker's default metrics port (the server's is 9418).
+DEFAULT_WORKER_METRICS_PORT = 9419
+
+
+class WorkerMetrics:
+    """Metrics of one worker process; :meth:`job_done` is called by the runtime after each job."""
+
+    def __init__(self, worker: Worker, registry: CollectorRegistry | None = None) -> None:
+        self.worker = worker
+        self.registry = r = registry or CollectorRegistry()
+        self.jobs = Counter(
+            "gearpy_worker_jobs", "Jobs run, by task and outcome.", ["function", "outcome"], registry=r
+        )
+        self.duration = Histogram(
+            "gearpy_worker_job_duration_seconds",
+            "Time a task took, by task.",
+            ["function"],
+            buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
+            registry=r,
+        )
+        in_flight = Gauge("gearpy_worker_jobs_in_flight", "Jobs running now.", registry=r)
+        in_flight.set_function(lambda: len(worker.jobs))
+        connected = Gauge("gearpy_worker_connected_servers", "Servers connected now.", registry=r)
+        connected.set_function(lambda: self.connected_servers())
+        self._server = None
+
+    def connected_servers(self) -> int:
+        return sum(1 for link in self.worker.links if link.session is not None)
+
+    def job_done(self, function: str, outcome: str, seconds: float) -> None:
+        self.jobs.labels(function, outcome).inc()
+        self.duration.labels(function).observe(seconds)
+
+    def health(self) -> tuple[bool, str]:
+        if self.connected_servers():
+            return True, "ok"
+        return False, "not connected to any server"
+
+    def serve(self, listen: str) -> None:
+        self._server = serve_metrics(
+            parse_listen(listen, DEFAULT_WORKER_METRICS_PORT), self.registry, self.health
+        )
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop(timeout=1)
