@@ -6,6 +6,9 @@ Registered through the ``pytest11`` entry point, so users of gearpy get it too. 
 * ``gearmand_server`` - the real gearmand (Debian ``gearman-job-server``), for differential and
   compatibility tests.
 * ``gearman_server`` - parametrized over both, for behaviour that must hold on either.
+* ``gearpy_client`` - a :class:`gearpy.client.Client` connected to ``gearpy_server``.
+* ``gearpy_worker`` - a factory: ``gearpy_worker("myapp.tasks", "--concurrency", "4")`` starts
+  ``gearpy-worker`` against ``gearpy_server`` and stops it after the test.
 
 External tools (gearmand, gearman, gearadmin, php) are looked up with :func:`require_tool`. On a
 developer's machine a missing tool skips the test; with ``GEARPY_REQUIRE_EXTERNAL=1`` (CI sets it)
@@ -180,6 +183,47 @@ def gearman_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def gearpy_client(gearpy_server: ServerProcess):
+    """A gearpy Client connected to the live ``gearpy_server``."""
+    from gearpy.client import Client
+
+    client = Client([gearpy_server.address])
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path):
+    """Start ``gearpy-worker`` subprocesses against ``gearpy_server``: ``gearpy_worker(*args)``."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gearpy.worker", "-s", gearpy_server.address, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        log.close()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 @pytest.hookimpl(hookwrapper=True)
