@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gearpy.protocol import RES, AdminCommand, Packet, PacketType, encode
-from gearpy.server.state import HIGH, LOW, NORMAL, PRIORITIES, Conn, Function, Job
+from gearpy.server.state import HIGH, LOW, NORMAL, PRIORITIES, Conn, Function, Job, Pending
 from gearpy.server.store import MemoryStore, QueueStore, StoredJob
 
 log = logging.getLogger("gearpy.server.core")
@@ -143,6 +143,8 @@ class ServerCore:
         self.by_unique: dict[bytes, list[Job]] = {}
         self.conns: dict[int, Conn] = {}
         self.dirty: set[Conn] = set()
+        #: handle -> (connection, reply slot) of background submits waiting for its durable commit
+        self.uncommitted: dict[bytes, list[tuple[Conn, Pending]]] = {}
         self._handle_counter = 0
         self._seq = 0
         self.draining = False
@@ -348,6 +350,12 @@ class ServerCore:
 
     def _coalesce(self, conn: Conn | None, job: Job, background: bool) -> Job:
         """A submit whose unique matches a live job: attach to it and answer with its handle."""
+        waiters = self.uncommitted.get(job.handle)
+        if waiters is not None and background and conn is not None:
+            # The job's durable write is still pending: acknowledge with the same commit.
+            conn.is_client = True
+            waiters.append((conn, conn.reserve()))
+            return job
         if not background and conn is not None:
             if job.clients:
                 job.clients.insert(0, conn)  # type: ignore[union-attr]
@@ -365,18 +373,26 @@ class ServerCore:
         return job
 
     def _persist(self, conn: Conn, job: Job, new: bool = False) -> None:
-        """Write a background job to the durable store; reply JOB_CREATED once committed."""
+        """Write a background job to the durable store; reply JOB_CREATED once committed.
+
+        Background submits that coalesce onto the job while its commit is pending wait for the
+        same commit (see :meth:`_coalesce`); if it fails they get the same ERROR, and foreground
+        clients already attached get WORK_FAIL: nobody is left believing in a job that is gone.
+        """
         import uuid
 
         slot = conn.reserve()
+        waiters: list[tuple[Conn, Pending]] = [(conn, slot)]
+        self.uncommitted[job.handle] = waiters
         job.store_id = uuid.uuid4().hex
         record = StoredJob(
             job.store_id, job.function.name, job.unique, job.payload, job.priority, job.when, job.reducer
         )
 
         def on_durable(exc: BaseException | None) -> None:
+            self.uncommitted.pop(job.handle, None)
             if exc is None:
-                slot.data = _enc(T.JOB_CREATED, job.handle)
+                reply = _enc(T.JOB_CREATED, job.handle)
                 if new:
                     self._enqueue(job)
                     self.observer.job_submitted(job)
@@ -384,14 +400,18 @@ class ServerCore:
                 job.store_id = None
                 log.warning("queue store write failed: %s", exc)
                 text = f"queue store unavailable: {exc}".encode("utf-8", "replace")[:200]
-                slot.data = _enc(T.ERROR, b"QUEUE_ERROR", text)
+                reply = _enc(T.ERROR, b"QUEUE_ERROR", text)
                 if new:
+                    for c in job.clients:
+                        self._send(c, _enc(T.WORK_FAIL, job.handle))
                     self._discard(job)
                 else:
                     job.background = False
-            if conn.id in self.conns:
-                self.dirty.add(conn)
-                self.request_flush()
+            for c, pending in waiters:
+                pending.data = reply
+                if c.id in self.conns:
+                    self.dirty.add(c)
+            self.request_flush()
 
         self.store.add(record, on_durable)
 

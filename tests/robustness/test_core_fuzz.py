@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import Counter, deque
 
 import hypothesis.strategies as st
-import pytest
 from hypothesis import HealthCheck, assume, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -432,8 +431,6 @@ TestDurableCoreFuzz = DurableCoreMachine.TestCase
 
 # ---------------------------------------------------------------------------- bugs found above
 
-POOL_BUG = "BUG: coalescing onto a background job whose durable write is still pending "
-
 
 def _durable_core():
     store = FakeDurableStore()
@@ -448,11 +445,6 @@ def _replies(conn: Conn) -> list:
     return [e for e in _decode(conn.take_output()) if isinstance(e, Packet)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=POOL_BUG + "acknowledges the second background submit at once (core.submit coalesce "
-    "branch sends JOB_CREATED): a crash or a failed commit then loses a job that was acknowledged",
-)
 def test_second_background_submit_is_acknowledged_only_once_durable():
     core, store, (a, b) = _durable_core()
     core.handle(a, Packet(T.SUBMIT_JOB_BG, (b"f", b"u1", b"x"), True))
@@ -462,11 +454,6 @@ def test_second_background_submit_is_acknowledged_only_once_durable():
     assert [p.kind for p in _replies(b)] == [T.ERROR]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=POOL_BUG + "and then failing: core._persist's on_durable error path discards the job "
-    "without telling the foreground client that coalesced onto it (no WORK_FAIL): it waits forever",
-)
 def test_foreground_client_is_told_when_the_commit_it_waited_on_fails():
     core, store, (a, b) = _durable_core()
     core.handle(a, Packet(T.SUBMIT_JOB_BG, (b"f", b"u1", b"x"), True))
@@ -476,3 +463,13 @@ def test_foreground_client_is_told_when_the_commit_it_waited_on_fails():
     store.commit(0, ok=False)
     assert created.args[0] not in core.jobs  # the job is gone...
     assert [p.kind for p in _replies(b)] == [T.WORK_FAIL]  # ...so its client must be told
+
+
+def test_second_background_submit_is_acknowledged_by_the_same_commit():
+    core, store, (a, b) = _durable_core()
+    core.handle(a, Packet(T.SUBMIT_JOB_BG, (b"f", b"u1", b"x"), True))
+    core.handle(b, Packet(T.SUBMIT_JOB_BG, (b"f", b"u1", b"x"), True))
+    assert _replies(a) == [] and _replies(b) == []
+    store.commit(0, ok=True)
+    [ca], [cb] = _replies(a), _replies(b)
+    assert ca.kind == cb.kind == T.JOB_CREATED and ca.args == cb.args
