@@ -316,9 +316,16 @@ class GearServer:
         partial_since: float | None = None
         reads = 0
         reason = "closed by peer"
+        tls = isinstance(sock, ssl.SSLSocket)
+        drained = False
         try:
             while True:
                 try:
+                    if drained and not (tls and sock.pending()):  # type: ignore[attr-defined]
+                        # The last read did not fill the buffer: the socket is most likely empty,
+                        # so wait for it rather than spend a recv() on EAGAIN.
+                        drained = False
+                        raise BlockingIOError
                     data = recv(RECV_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError):
                     if partial_since is not None:
@@ -341,6 +348,7 @@ class GearServer:
                     break
                 if not data:
                     break
+                drained = len(data) < RECV_SIZE
                 decoder.feed(data)
                 n = 0
                 try:
