@@ -30,10 +30,13 @@ class ServerConfig:
     job_handle_prefix: str | None = None
     #: Turn the "exceptions" option on for every connection.
     exceptions: bool = False
-    #: SO_KEEPALIVE on connections, and the kernel's idle/interval/count (-1 = system default).
+    #: Accepted for gearmand compatibility: SO_KEEPALIVE is always on for connections.
     keepalive: bool = False
+    #: Seconds idle before the kernel's first keepalive probe (TCP_KEEPIDLE; -1 = system default).
     keepalive_idle: int = -1
+    #: Seconds between keepalive probes (TCP_KEEPINTVL; -1 = system default).
     keepalive_interval: int = -1
+    #: Unanswered probes before the connection is dropped (TCP_KEEPCNT; -1 = system default).
     keepalive_count: int = -1
     #: Log destination: ``stderr`` (default), ``none`` or a file path (reopened on SIGHUP).
     log_file: str = "stderr"
@@ -61,7 +64,9 @@ class ServerConfig:
     metrics: str | None = None
     #: TLS on the Gearman port (binary and admin alike), with gearmand's option names.
     ssl: bool = False
+    #: The server's certificate chain (PEM).
     ssl_certificate: str | None = None
+    #: The server's private key (PEM).
     ssl_key: str | None = None
     #: With a CA file, clients must present a certificate signed by it (gearmand checks none).
     ssl_ca_file: str | None = None

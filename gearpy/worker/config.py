@@ -106,8 +106,9 @@ class WorkerConfig:
     ssl: bool = False
     #: CA bundle that signed the servers' certificates (default: the system's trust store).
     ssl_ca_file: str | None = None
-    #: Client certificate and key, for servers started with ``--ssl-ca-file``.
+    #: Client certificate (PEM), for servers started with ``--ssl-ca-file``.
     ssl_certificate: str | None = None
+    #: The client certificate's private key (PEM).
     ssl_key: str | None = None
 
     def __post_init__(self) -> None:

@@ -15,18 +15,6 @@ from gearpy import configref
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "configuration.md"
 
-#: Fields that share the ``#:`` comment of the field above them, so configref finds no description
-#: of their own. They belong to other owners' modules (server, worker, client config); each is an
-#: expected failure until its ``#:`` comment is added, then the xfail simply stops applying.
-UNDOCUMENTED = {
-    ("server", "keepalive_idle"),
-    ("server", "keepalive_interval"),
-    ("server", "keepalive_count"),
-    ("server", "ssl_certificate"),
-    ("server", "ssl_key"),
-    ("worker", "ssl_key"),
-    ("client", "ssl_key"),
-}
 
 
 def _fields() -> list[tuple[str, str, str]]:
@@ -47,15 +35,7 @@ def test_committed_reference_is_current() -> None:
 @pytest.mark.parametrize(
     "section,path,name",
     [
-        pytest.param(
-            s,
-            p,
-            n,
-            id=f"{s}.{n}",
-            marks=[pytest.mark.xfail(reason="no #: comment of its own", strict=False)]
-            if (s, n) in UNDOCUMENTED
-            else [],
-        )
+        pytest.param(s, p, n, id=f"{s}.{n}")
         for s, p, n in _fields()
     ],
 )
