@@ -265,3 +265,86 @@ def shape_memory(
     time.sleep(0.5)
     after = rss_bytes(server_pid)
     return Result(r.jobs, r.seconds, {"bytes_per_job": (after - before) / r.jobs})
+
+
+def _echo_rtt(port: int, n: int = 200) -> float:
+    """Median ECHO round trip on a fresh connection, in microseconds."""
+    s = _connect(port)
+    dec = Decoder(allow_admin=False)
+    pkt = encode_request(T.ECHO_REQ, b"x" * 16)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s.sendall(pkt)
+        while dec.next_event() is None:
+            dec.feed(s.recv(65536))
+        times.append(time.perf_counter() - t0)
+    s.close()
+    times.sort()
+    return times[len(times) // 2] * 1e6
+
+
+def shape_idle(port: int, server_pid: int, connections: int) -> Result:
+    """Hold ``connections`` idle connections: server memory per connection, and ECHO latency then."""
+    before = rss_bytes(server_pid)
+    socks = []
+    ping = encode_request(T.ECHO_REQ, b"")
+    t0 = time.perf_counter()
+    for _ in range(connections):
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        s.sendall(ping)
+        socks.append(s)
+    for s in socks:  # every connection was really served
+        dec = Decoder(allow_admin=False)
+        while dec.next_event() is None:
+            dec.feed(s.recv(4096))
+    wall = time.perf_counter() - t0
+    time.sleep(0.5)
+    after = rss_bytes(server_pid)
+    rtt = _echo_rtt(port)
+    for s in socks:
+        s.close()
+    return Result(connections, wall, {"bytes_per_conn": (after - before) / connections, "echo_p50_us": rtt})
+
+
+def shape_drain(
+    port: int, server_pid: int, jobs: int, workers: int, function: bytes = b"bench_drain"
+) -> Result:
+    """Queue ``jobs`` background jobs, then drain them; compare the first and last tenth's rates."""
+    shape_background(port, server_pid, 2, jobs // 2, 2000, 64, function)
+    queued = jobs // 2 * 2
+    stop_at = time.monotonic() + 1200
+    readies = [mp.Event() for _ in range(workers)]
+    procs = [mp.Process(target=worker_proc, args=(port, function, stop_at, r), daemon=True) for r in readies]
+    t_start = time.perf_counter()
+    for p in procs:
+        p.start()
+    marks: dict[str, float] = {}
+    while True:
+        line = [
+            ln for ln in admin(port, b"status\n").decode().splitlines() if ln.startswith(function.decode())
+        ]
+        left = int(line[0].split("\t")[1]) if line else 0
+        now = time.perf_counter()
+        if "first" not in marks and left <= queued * 0.9:
+            marks["first"] = now
+        if "last_start" not in marks and left <= queued * 0.1:
+            marks["last_start"] = now
+        if left == 0:
+            marks["end"] = now
+            break
+        time.sleep(0.05)
+    for p in procs:
+        p.kill()
+        p.join()
+    first_rate = queued * 0.1 / (marks["first"] - t_start)
+    last_rate = queued * 0.1 / (marks["end"] - marks["last_start"])
+    return Result(
+        queued,
+        marks["end"] - t_start,
+        {
+            "first_tenth_jobs_s": first_rate,
+            "last_tenth_jobs_s": last_rate,
+            "last_over_first": last_rate / first_rate,
+        },
+    )

@@ -103,6 +103,8 @@ SHAPES = {
     "latency": "single client round trip, 1 worker (p50/p99 us)",
     "memory": "server memory per queued 64-byte background job (bytes)",
     "durable": "durable background submits: gearpy sqlite vs gearmand libsqlite3 (jobs/s)",
+    "idle": "10,000 idle connections: server memory per connection (bytes), ECHO p50 meanwhile (us)",
+    "drain": "1M queued jobs drained by 4 workers: rate of the first and last tenth (jobs/s)",
 }
 
 
@@ -125,13 +127,19 @@ def play(shape: str, port: int, pid: int, quick: bool) -> dict:
     if shape == "memory":
         r = loadgen.shape_memory(port, pid, int(1_000_000 * k))
         return {"bytes_per_job": r.extra["bytes_per_job"]}
+    if shape == "idle":
+        r = loadgen.shape_idle(port, pid, int(10_000 * k))
+        return {"bytes_per_conn": r.extra["bytes_per_conn"], "echo_p50_us": r.extra["echo_p50_us"]}
+    if shape == "drain":
+        r = loadgen.shape_drain(port, pid, int(1_000_000 * k), 4)
+        return {k2: r.extra[k2] for k2 in ("first_tenth_jobs_s", "last_tenth_jobs_s", "last_over_first")}
     if shape == "durable":
         r = loadgen.shape_background(port, pid, 4, int(5_000 * k), 500, function=b"bench_durable")
         return {"rate": r.rate}
     raise ValueError(shape)
 
 
-LOWER_IS_BETTER = {"cpu_us", "p50_us", "p99_us", "bytes_per_job"}
+LOWER_IS_BETTER = {"cpu_us", "p50_us", "p99_us", "bytes_per_job", "bytes_per_conn", "echo_p50_us"}
 
 
 def main() -> None:
