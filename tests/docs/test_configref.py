@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "configuration.md"
 
 
-
 def _fields() -> list[tuple[str, str, str]]:
     out = []
     for section, path, _program in configref.PROGRAMS:
@@ -34,10 +33,7 @@ def test_committed_reference_is_current() -> None:
 
 @pytest.mark.parametrize(
     "section,path,name",
-    [
-        pytest.param(s, p, n, id=f"{s}.{n}")
-        for s, p, n in _fields()
-    ],
+    [pytest.param(s, p, n, id=f"{s}.{n}") for s, p, n in _fields()],
 )
 def test_every_field_has_a_description(section: str, path: str, name: str) -> None:
     docs = configref.field_docs(configref._load(path))
