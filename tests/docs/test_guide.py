@@ -1,4 +1,4 @@
-"""The Python snippets of docs/guide.md run as written against a live server and example workers.
+"""The Python snippets of docs/guide.md and README.md run as written against a live server.
 
 Every ```python block that uses ``gearpy.client`` is executed with ``GEARPY_SERVERS`` pointing at the
 ``gearpy_server`` fixture, with ``examples/tasks.py`` served plainly and under the key ``atom1``.
@@ -19,7 +19,8 @@ from gearpy.client import Admin
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
-CLIENT_BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", TEXT, re.S) if "gearpy.client" in b]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CLIENT_BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", TEXT + README, re.S) if "gearpy.client" in b]
 
 
 def wait_for_workers(address: str, functions: set[str], timeout: float = 60.0) -> None:
