@@ -132,13 +132,47 @@ def _gearmand_queue_options(f):
 @click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")
 @_gearmand_queue_options
 @click.option("-t", "--threads", default=None, type=int, hidden=True, help="gearmand compatibility; ignored.")
+@click.option("-d", "--daemon", is_flag=True, help="Fork into the background once listening (gearmand -d).")
+@click.option("-u", "--user", default=None, help="Switch to this user after binding (gearmand -u).")
+@click.option("-f", "--file-descriptors", default=None, type=int, help="Set the open-files limit.")
+@click.option("--syslog", is_flag=True, help="Also log to the system log.")
+@click.option(
+    "--config-file",
+    "config_file_gearmand",
+    default=None,
+    help="gearmand-style options file (read before the command line).",
+)
+@click.option("--coredump", is_flag=True, hidden=True, help="gearmand compatibility; ignored.")
+@click.option(
+    "--hashtable-buckets", default=None, type=int, hidden=True, help="gearmand compatibility; ignored."
+)
+@click.option("--http-port", default=None, hidden=True, help="gearmand compatibility; ignored.")
+@click.option(
+    "-r", "--protocol", default=None, help="gearmand's extra protocol plugin (only 'http'; not supported)."
+)
 @click.version_option(
     __version__, "-V", "--version", prog_name="gearpy-server", message="%(prog)s %(version)s"
 )
-def command(config_file: str | None, print_config: bool, threads: int | None, **flags: Any) -> None:
+def command(
+    config_file: str | None,
+    print_config: bool,
+    threads: int | None,
+    daemon: bool,
+    user: str | None,
+    file_descriptors: int | None,
+    syslog: bool,
+    config_file_gearmand: str | None = None,
+    coredump: bool = False,
+    hashtable_buckets: int | None = None,
+    http_port: str | None = None,
+    protocol: str | None = None,
+    **flags: Any,
+) -> None:
     """Gearman job server: a drop-in replacement for gearmand."""
     queue_opts = {k: flags.pop(k.replace("-", "_")) for k in GEARMAND_QUEUE_OPTIONS}
     try:
+        if protocol:
+            raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
         cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
         from gearpy import logs
 
@@ -152,7 +186,13 @@ def command(config_file: str | None, print_config: bool, threads: int | None, **
             shown["queue"] = redact_url(shown["queue"])
             click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
             return
+        from gearpy.server import gearmand_compat as compat
+
+        if file_descriptors:
+            compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
+        if syslog:
+            compat.add_syslog()
         from gearpy.server.store import open_store
 
         store = open_store(cfg.queue, table=cfg.queue_table)
@@ -160,7 +200,9 @@ def command(config_file: str | None, print_config: bool, threads: int | None, **
         raise click.UsageError(str(exc)) from None
     from gearpy.server.io import run
 
-    sys.exit(run(cfg, store, logs.reopen))
+    ready = compat.daemonize() if daemon else None
+    after_bind = (lambda: compat.drop_privileges(user)) if user else None
+    sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
 
 
 def _queue_url(queue: str, opts: dict[str, str]) -> str:
@@ -178,8 +220,14 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from gearpy.server.gearmand_compat import expand_config_file
+
     try:
-        command.main(args=argv, prog_name="gearpy-server", standalone_mode=False)
+        args = expand_config_file(sys.argv[1:] if argv is None else argv)
+        command.main(args=args, prog_name="gearpy-server", standalone_mode=False)
+    except ConfigError as exc:
+        click.echo(f"gearpy-server: {exc}", err=True)
+        sys.exit(2)
     except click.UsageError as exc:
         click.echo(f"gearpy-server: {exc.format_message()}", err=True)
         sys.exit(2)

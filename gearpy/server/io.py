@@ -614,15 +614,32 @@ def write_pid_file(path: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
-def run(cfg: ServerConfig, store: QueueStore, on_hup: Callable[[], None]) -> int:
-    """Run a server until a signal stops it; returns the exit status."""
+def run(
+    cfg: ServerConfig,
+    store: QueueStore,
+    on_hup: Callable[[], None],
+    ready: Callable[[str | None], None] | None = None,
+    after_bind: Callable[[], None] | None = None,
+) -> int:
+    """Run a server until a signal stops it; returns the exit status.
+
+    ``after_bind`` runs once the port is bound (dropping privileges); ``ready`` is told when the
+    server serves, or why it could not (a daemonizing parent waits for it).
+    """
     try:
         server = GearServer(cfg, store)
         server.bind()
+        if after_bind is not None:
+            after_bind()
         server.start()
     except (OSError, StoreError, ConfigError) as exc:
-        print(f"gearpy-server: {exc}", file=sys.stderr)
+        if ready is not None:  # a daemonizing parent prints it and exits 1
+            ready(f"gearpy-server: {exc}\n")
+        else:
+            print(f"gearpy-server: {exc}", file=sys.stderr)
         return 1
+    if ready is not None:
+        ready(None)
     if cfg.pid_file:
         try:
             write_pid_file(cfg.pid_file)

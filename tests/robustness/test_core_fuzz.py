@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter, deque
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gearpy.protocol import Decoder, Packet, PacketType
@@ -170,12 +170,6 @@ class CoreMachine(RuleBasedStateMachine):
     )
     def submit(self, c, fn, kind, unique, payload):
         conn = self.clients[c]
-        key = (fn, unique) if unique not in (b"", b"-") else (fn, b"-", payload) if unique else None
-        existing = self.core.uniques.get(key) if key else None
-        if existing is not None and existing.handle in self._awaiting_commit():
-            # Coalescing onto a job whose commit is pending is broken (see the xfail tests below);
-            # keep the random walk away from it so it can find other things.
-            assume(False)
         self.expect.setdefault(conn.id, deque()).append(kind in BACKGROUND)
         self.core.handle(conn, Packet(kind, (fn, unique, payload), True))
         self._note_store_ids()

@@ -209,3 +209,53 @@ def test_max_queued_bytes_refuses_new_jobs_with_queue_error_and_keeps_the_rest()
         assert admin((server.host, server.port), b"status\n") == b"f\t2\t0\t0\n.\n"
     finally:
         server.stop()
+
+
+def test_gearmand_process_options_work(tmp_path):
+    """-d, -f, --syslog, --config-file and the ignored ones are accepted, as gearmand's are."""
+    port = free_port()
+    pid_file = tmp_path / "d.pid"
+    conf = tmp_path / "gearmand.conf"
+    conf.write_text(f"# gearmand-style options\n--port={port}\n--verbose=INFO\n")
+    out = run_cli(
+        "--config-file",
+        str(conf),
+        "-d",
+        "-f",
+        "4096",
+        "--coredump",
+        "--hashtable-buckets",
+        "100",
+        "--http-port",
+        "8080",
+        "-t",
+        "4",
+        "--pid-file",
+        str(pid_file),
+        "--log-file",
+        str(tmp_path / "d.log"),
+    )
+    assert out.returncode == 0, out.stderr  # the parent returns once the daemon serves
+    pid = int(pid_file.read_text())
+    try:
+        assert admin(("127.0.0.1", port), b"getpid\n") == b"OK %d\n" % pid
+        assert admin(("127.0.0.1", port), b"verbose\n") == b"OK INFO\n"  # from the config file
+        with open(f"/proc/{pid}/limits") as f:
+            assert any(line.startswith("Max open files") and "4096" in line for line in f)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_daemon_start_failure_is_reported_by_the_parent():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        out = run_cli("-d", "--port", str(s.getsockname()[1]))
+    assert out.returncode == 1
+    assert out.stderr.count("cannot listen") == 1
+
+
+def test_http_protocol_plugin_is_refused_clearly():
+    out = run_cli("-r", "http")
+    assert out.returncode == 2
+    assert "HTTP protocol plugin is not supported" in out.stderr
