@@ -44,6 +44,8 @@ class Ctx:
         self.servers = list(servers)
         self.config = config
         self.as_json = as_json
+        #: EXIT_CONNECT once a multi-server admin command could not reach some server
+        self.exit_code = EXIT_OK
 
     def client(self, **kw: Any) -> Client:
         return Client(self.servers or None, config_file=self.config, **kw)
@@ -205,11 +207,26 @@ def _outcome(job: Job, timeout: float | None) -> dict[str, Any]:
 
 
 def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:
+    """Ask every server; one that cannot be reached is reported on stderr and the others shown.
+
+    The command then exits 3 (cannot connect) after printing what it got, or raises when no
+    server answered at all.
+    """
     out = []
+    errors: list[GearpyConnectionError] = []
     ssl_context = obj.client().ssl_context
-    for server in obj.admin_servers():
-        with Admin(server, ssl_context=ssl_context) as admin:
-            out.append((server, fn(admin)))
+    servers = obj.admin_servers()
+    for server in servers:
+        try:
+            with Admin(server, ssl_context=ssl_context) as admin:
+                out.append((server, fn(admin)))
+        except GearpyConnectionError as exc:
+            errors.append(exc)
+    if errors and len(errors) == len(servers):
+        raise errors[0]
+    for exc in errors:
+        _fail(str(exc))
+    obj.exit_code = EXIT_CONNECT if errors else EXIT_OK
     return out
 
 
@@ -225,7 +242,7 @@ def status(obj: Ctx) -> int:
             ["SERVER", "FUNCTION", "TOTAL", "RUNNING", "WORKERS"],
             [(s, f.function, f.total, f.running, f.workers) for s, f in rows],
         )
-    return EXIT_OK
+    return obj.exit_code
 
 
 @cli.command()
@@ -240,7 +257,7 @@ def workers(obj: Ctx) -> int:
             ["SERVER", "FD", "IP", "ID", "FUNCTIONS"],
             [(s, w.fd, w.ip, w.client_id, " ".join(w.functions)) for s, w in rows],
         )
-    return EXIT_OK
+    return obj.exit_code
 
 
 @cli.command()
@@ -255,7 +272,7 @@ def jobs(obj: Ctx) -> int:
             ["SERVER", "HANDLE", "RETRIES", "IGNORED", "QUEUED"],
             [(s, j.handle, j.retries, int(j.ignored), int(j.queued)) for s, j in rows],
         )
-    return EXIT_OK
+    return obj.exit_code
 
 
 @cli.command()
@@ -317,7 +334,7 @@ def version(obj: Ctx) -> int:
         _out_json([{"server": s, "version": v} for s, v in rows])
     else:
         _table(["SERVER", "VERSION"], rows)
-    return EXIT_OK
+    return obj.exit_code
 
 
 @cli.command()

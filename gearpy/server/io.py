@@ -28,13 +28,14 @@ from gevent.timeout import Timeout
 from gearpy import __version__
 from gearpy.errors import ConfigError, RemoteProtocolError, StoreError
 from gearpy.logs import NOTICE
-from gearpy.protocol import Decoder
+from gearpy.protocol import Decoder, PacketTooLarge, PacketType, encode
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, Scheduler, ServerCore
 from gearpy.server.state import Conn
 from gearpy.server.store import QueueStore
 
 log = logging.getLogger("gearpy.server")
+T = PacketType
 
 RECV_SIZE = 256 * 1024
 #: Output queued for one connection above which it is sent at once instead of at the loop's end.
@@ -359,6 +360,13 @@ class GearServer:
                             break
                 except CloseConnection as exc:
                     reason = f"closed: {exc}"
+                    conn.closing = True
+                except PacketTooLarge as exc:
+                    # A limit of ours, not gearmand's: say why before closing, and log it.
+                    reason = f"closed: {exc}"
+                    log.warning("connection %d from %s: %s", conn.id, ip, exc)
+                    conn.push(encode(T.ERROR, b"ARGUMENT_TOO_LARGE", str(exc).encode()))
+                    core.dirty.add(conn)
                     conn.closing = True
                 except RemoteProtocolError as exc:
                     reason = f"protocol error: {exc}"

@@ -61,3 +61,14 @@ def test_render_reports_queue_rate_between_snapshots():
     after = Snapshot(12.0, [FunctionRow("s", "f", 0, 4, 0, 1, 1)])
     text = render(after, before)
     assert "-3.0" in text  # 10 queued -> 4 queued in 2 s
+
+
+def test_status_shows_live_servers_when_one_is_down(gearpy_server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    with _setup(gearpy_server):
+        out = _run("-s", gearpy_server.address, "-s", dead, "status")
+    assert out.returncode == 3  # some server could not be reached...
+    assert f"cannot connect to {dead}" in out.stderr
+    assert " resize " in out.stdout  # ...but the live one is still shown

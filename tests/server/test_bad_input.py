@@ -80,7 +80,6 @@ CLOSE_BOTH = {
 # Cases where gearpy closes and gearmand does something worse (waits for 4 GiB; reads past the
 # declared body looking for the missing NUL).
 CLOSE_GEARPY = {
-    "4GiB-header": header(T.ECHO_REQ, 0xFFFFFFFF),
     "missing-nul": header(T.SUBMIT_JOB, 4) + b"func",
     "missing-nul-then-more": header(T.WORK_STATUS, 5) + b"H:x:1" + encode_request(T.ECHO_REQ, b"\x00x\x00"),
     "res-magic-garbage-body": header(T.STATUS_RES, 2, b"\x00RES") + b"ab",
@@ -121,6 +120,20 @@ def test_gearpy_closes_cleanly(gearpy_server, bystander, name):
     fresh = connect(gearpy_server)
     echo_ok(fresh)
     fresh.close()
+
+
+def test_oversized_packet_gets_an_error_then_a_close(gearpy_server, bystander):
+    """gearmand waits for the 4 GiB; gearpy refuses it at the header, says why, and closes."""
+    s = connect(gearpy_server)
+    s.sendall(header(T.ECHO_REQ, 0xFFFFFFFF))
+    data = read_until_close(s)
+    s.close()
+    dec = Decoder()
+    dec.feed(data)
+    [err] = list(dec.events())
+    assert err.kind == T.ERROR and err.args[0] == b"ARGUMENT_TOO_LARGE"
+    assert b"exceeds" in err.args[1]
+    assert "exceeds" in gearpy_server.log()
 
 
 def test_answers_that_keep_the_connection(gearpy_server, bystander):
