@@ -122,6 +122,7 @@ def _gearmand_queue_options(f):
     help="Who may cancel jobs, create/drop functions, set maxqueue: IP, network or cert:SUBJECT "
     "(repeatable). [anyone]",
 )
+@click.option("--acl-file", default=None, help="Per-function permissions by client certificate (YAML).")
 @click.option(
     "--config",
     "config_file",

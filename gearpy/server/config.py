@@ -79,3 +79,5 @@ class ServerConfig:
     #: ``cert:SUBJECT`` entries (the client certificate's subject, e.g. ``cert:CN=ops``).
     #: Empty = anyone who can connect (gearmand's behaviour).
     admin_allow: list[str] = field(default_factory=list)
+    #: YAML file of per-function permissions by client-certificate subject (see gearpy.server.acl).
+    acl_file: str | None = None

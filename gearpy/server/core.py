@@ -71,6 +71,7 @@ ERR_BAD_MAGIC = _enc(T.ERROR, b"INVALID_MAGIC", b"Request magic expected")
 ERR_UNIQUE_TOO_LARGE = _enc(T.ERROR, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
 ERR_QUEUE_FULL = _enc(T.ERROR, b"QUEUE_ERROR", b"Job queue is full")
 ERR_QUEUE_MEMORY = _enc(T.ERROR, b"QUEUE_ERROR", b"Server queue memory limit reached (max_queued_bytes)")
+ERR_PERMISSION = _enc(T.ERROR, b"PERMISSION_DENIED", b"Not allowed for this client certificate")
 ERR_UNKNOWN_OPTION = _enc(T.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option")
 _NOT_FOUND_TEXT = {
     T.WORK_DATA: b"Job does not exist on server",
@@ -141,6 +142,8 @@ class ServerCore:
         self.verbose = verbose
         self.clock = clock
         self.observer = observer or Observer()
+        #: per-function ACL by certificate subject (gearpy.server.acl), or None: everyone may
+        self.acl: Any = None
         #: cap on payload bytes held by jobs in memory (0 = none), and what they hold now
         self.max_queued_bytes = max_queued_bytes
         self.queued_bytes = 0
@@ -271,6 +274,9 @@ class ServerCore:
     def _submit(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         priority, background = _SUBMITS[kind]
         name, unique = args[0], args[1]
+        if self.acl is not None and not self.acl.allowed(conn.peer_cert_subject, "invoke", name):
+            self._send(conn, ERR_PERMISSION)
+            return
         when = 0
         reducer = b""
         if kind == T.SUBMIT_JOB_EPOCH:
@@ -508,6 +514,9 @@ class ServerCore:
         self._add_ability(conn, args[0], ms)
 
     def _add_ability(self, conn: Conn, name: bytes, timeout_ms: int) -> None:
+        if self.acl is not None and not self.acl.allowed(conn.peer_cert_subject, "register", name):
+            self._send(conn, ERR_PERMISSION)
+            return
         fn = self.function(name)
         conn.abilities.insert(0, [fn, timeout_ms])
         conn.is_worker = True

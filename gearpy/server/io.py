@@ -105,6 +105,10 @@ class GearServer:
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
         self.metrics = None
         self._metrics_server = None
+        if cfg.acl_file:
+            from gearpy.server.acl import FunctionAcl
+
+            self.core.acl = FunctionAcl.load(cfg.acl_file)
         if cfg.admin_allow:
             self.core.admin_allowed = AdminPolicy(cfg.admin_allow)  # type: ignore[attr-defined]
         self.links: dict[int, _Link] = {}
@@ -317,16 +321,12 @@ class GearServer:
         partial_since: float | None = None
         reads = 0
         reason = "closed by peer"
-        tls = isinstance(sock, ssl.SSLSocket)
-        drained = False
         try:
             while True:
+                # Read again before waiting, even after a short read: a recv() that fails with
+                # EAGAIN costs less than a trip through the hub, and pipelining peers often have
+                # sent more meanwhile (measured: waiting first cost 25% more CPU per job).
                 try:
-                    if drained and not (tls and sock.pending()):  # type: ignore[attr-defined]
-                        # The last read did not fill the buffer: the socket is most likely empty,
-                        # so wait for it rather than spend a recv() on EAGAIN.
-                        drained = False
-                        raise BlockingIOError
                     data = recv(RECV_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError):
                     if partial_since is not None:
@@ -349,7 +349,6 @@ class GearServer:
                     break
                 if not data:
                     break
-                drained = len(data) < RECV_SIZE
                 decoder.feed(data)
                 n = 0
                 try:

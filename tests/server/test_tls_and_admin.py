@@ -194,3 +194,70 @@ def test_metrics_endpoint_reports_gearman_gauges_and_health():
     # Metrics are opt-in: without --metrics nothing listens there.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", mport), timeout=1)
+
+
+def _exchange(sock, *packets, replies: int) -> list:
+    sock.sendall(b"".join(packets))
+    dec = Decoder()
+    out: list = []
+    while len(out) < replies:
+        data = sock.recv(4096)
+        if not data:
+            break
+        dec.feed(data)
+        out.extend(dec.events())
+    return out
+
+
+def test_function_acl_by_certificate_subject_matches_whole_names(pki, tmp_path):
+    acl = tmp_path / "acl.yml"
+    acl.write_text('"CN=ops": {register: "resize", invoke: "resize"}\n"*": {}\n')
+    server = ServerProcess(
+        gearpy_server_argv(
+            "--ssl",
+            "--ssl-certificate",
+            str(pki.server_cert),
+            "--ssl-key",
+            str(pki.server_key),
+            "--ssl-ca-file",
+            str(pki.ca),
+            "--acl-file",
+            str(acl),
+        )
+    ).start()
+    try:
+        ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
+        with socket.create_connection((server.host, server.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                replies = _exchange(
+                    s,
+                    encode_request(T.CAN_DO, b"resize"),
+                    encode_request(T.CAN_DO, b"resize_all"),  # a prefix is not the whole name
+                    encode_request(T.SUBMIT_JOB_BG, b"resize", b"", b"x"),
+                    encode_request(T.SUBMIT_JOB_BG, b"resize_all", b"", b"x"),
+                    replies=3,
+                )
+        kinds = [(p.kind, p.args[0]) for p in replies]
+        assert kinds[0] == (T.ERROR, b"PERMISSION_DENIED")  # CAN_DO resize_all
+        assert kinds[1][0] == T.JOB_CREATED  # submit resize
+        assert kinds[2] == (T.ERROR, b"PERMISSION_DENIED")  # submit resize_all
+    finally:
+        server.stop()
+
+
+def test_function_acl_default_entry_applies_to_plaintext_peers(tmp_path):
+    acl = tmp_path / "acl.yml"
+    acl.write_text('"*": {invoke: "public_.*"}\n')
+    server = ServerProcess(gearpy_server_argv("--acl-file", str(acl))).start()
+    try:
+        with socket.create_connection((server.host, server.port), timeout=5) as s:
+            replies = _exchange(
+                s,
+                encode_request(T.SUBMIT_JOB_BG, b"public_report", b"", b"x"),
+                encode_request(T.SUBMIT_JOB_BG, b"private", b"", b"x"),
+                encode_request(T.CAN_DO, b"public_report"),
+                replies=3,
+            )
+        assert [p.kind for p in replies] == [T.JOB_CREATED, T.ERROR, T.ERROR]
+    finally:
+        server.stop()

@@ -1,0 +1,63 @@
+"""Per-function access control keyed on the client certificate's subject (opt-in, with TLS).
+
+Modelled on OpenStack gear's ACL, but patterns match *whole* function names (``re.fullmatch``),
+so ``resize`` does not also grant ``resize_all``. The file (``--acl-file``) maps a certificate
+subject, as ``CN=...,O=...`` or ``*`` for every other peer, to two patterns::
+
+    "CN=imaging-worker": {register: "resize|thumbnail"}
+    "CN=webapp":         {invoke: "resize|thumbnail|report_.*"}
+    "*":                 {}            # anyone else: nothing
+
+``register`` limits CAN_DO (a refused one gets ``ERROR PERMISSION_DENIED`` and is not registered);
+``invoke`` limits submits (refused with ``ERROR PERMISSION_DENIED``). A subject without an entry,
+and a plaintext peer (no subject), fall back to ``*``; without ``*`` they may do nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from gearpy.errors import ConfigError
+
+ACTIONS = ("register", "invoke")
+
+
+class FunctionAcl:
+    """Compiled ACL: ``allowed(subject, action, function)``."""
+
+    def __init__(self, rules: dict[str, dict[str, str]]) -> None:
+        self.rules: dict[str, dict[str, re.Pattern[bytes]]] = {}
+        for subject, perms in rules.items():
+            if not isinstance(perms, dict):
+                raise ConfigError(f"acl: entry for {subject!r} must be a mapping of register/invoke")
+            compiled = {}
+            for action, pattern in perms.items():
+                if action not in ACTIONS:
+                    raise ConfigError(f"acl: unknown permission {action!r} for {subject!r}")
+                try:
+                    compiled[action] = re.compile(str(pattern).encode())
+                except re.error as exc:
+                    raise ConfigError(f"acl: bad pattern for {subject!r} {action}: {exc}") from None
+            self.rules[str(subject)] = compiled
+
+    @classmethod
+    def load(cls, path: str) -> FunctionAcl:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read acl file {path}: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"acl file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"acl file {path} must map certificate subjects to permissions")
+        return cls(data)
+
+    def allowed(self, subject: str | None, action: str, function: bytes) -> bool:
+        perms = self.rules.get(subject) if subject is not None else None
+        if perms is None:
+            perms = self.rules.get("*", {})
+        pattern = perms.get(action)
+        return pattern is not None and pattern.fullmatch(function) is not None
