@@ -139,6 +139,8 @@ def play(shape: str, port: int, pid: int, quick: bool) -> dict:
     raise ValueError(shape)
 
 
+#: Metrics that describe a shape rather than rank the servers (1.0 = no slowdown while draining).
+NO_WINNER = {"last_over_first"}
 LOWER_IS_BETTER = {"cpu_us", "p50_us", "p99_us", "bytes_per_job", "bytes_per_conn", "echo_p50_us"}
 
 
@@ -192,6 +194,8 @@ def main() -> None:
             ratio = a / b if b else float("inf")
             lower = metric in LOWER_IS_BETTER
             better = "gearpy" if (ratio < 1) == lower else "gearmand"
+            if metric in NO_WINNER:
+                better = "-"
             spread = [r[metric] for r in gp] + [r[metric] for r in gm]
             noisy = ""
             for series in (gp, gm):
