@@ -13,6 +13,8 @@ Decisions where gearpy differs from gearmand 1.1.20 on purpose (each is a fix of
   hangs libgearman clients); a trailing NUL on a worker's WORK_FAIL is stripped.
 * A CAN_DO_TIMEOUT expiry *fails* the job (compat-notes §5), with one timer per assigned job.
 * A background job is never dropped because a foreground client that coalesced onto it left.
+* A WORK_FAIL right after the same worker's WORK_EXCEPTION for that job is ignored (gearmand
+  answers ERROR JOB_NOT_FOUND, and Perl's Gearman::Worker dies of it).
 * ``create function`` takes the name as sent (gearmand drops the last byte after a bare ``\\n``).
 * ``drop function`` also refuses while the function has queued jobs (gearmand drops it and strands
   them).
@@ -656,6 +658,12 @@ class ServerCore:
 
     def _owned_job(self, conn: Conn, handle: bytes, kind: int) -> Job | None:
         job = self.jobs.get(handle)
+        if job is None and kind == T.WORK_FAIL and handle == conn.last_exception:
+            # Workers (Perl's, gearpy's, libgearman's) follow WORK_EXCEPTION with WORK_FAIL for
+            # servers that ignore exceptions. The job already ended: swallow it rather than answer
+            # ERROR JOB_NOT_FOUND, which makes Perl's Gearman::Worker die.
+            conn.last_exception = None
+            return None
         if job is None or job.worker is not conn:
             self._send(conn, _enc(T.ERROR, b"JOB_NOT_FOUND", _NOT_FOUND_TEXT[kind]))
             return None
@@ -709,6 +717,8 @@ class ServerCore:
                 fail = _frame(T.WORK_FAIL, handle)
                 for c in job.clients:
                     self._send(c, exc if c.exceptions else fail)
+        if kind == T.WORK_EXCEPTION:
+            conn.last_exception = handle
         outcome = "complete" if kind == T.WORK_COMPLETE else "fail" if kind == T.WORK_FAIL else "exception"
         self._finish(job, outcome)
 

@@ -198,6 +198,7 @@ class Conn:
         "is_worker",
         "is_client",
         "peer_cert_subject",
+        "last_exception",
     )
 
     def __init__(self, conn_id: int, fd: int = -1, ip: str = "127.0.0.1", port: int = 0) -> None:
@@ -225,6 +226,8 @@ class Conn:
         self.is_worker = False
         self.is_client = False
         self.peer_cert_subject: str | None = None
+        #: handle of the last job this worker ended with WORK_EXCEPTION (its WORK_FAIL may follow)
+        self.last_exception: bytes | None = None
 
     def push(self, data: bytes) -> None:
         """Queue bytes to send."""
