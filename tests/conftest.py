@@ -103,3 +103,33 @@ def make_pki(d: Path) -> Pki:
 def pki(tmp_path_factory) -> Pki:
     """A test CA with server and client certificates, and a rogue CA with its own client."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_server_args(pki: Pki, *extra: str) -> list[str]:
+    """gearpy-server flags for TLS with client certificates required (the test CA)."""
+    return [
+        "--ssl",
+        "--ssl-certificate",
+        str(pki.server_cert),
+        "--ssl-key",
+        str(pki.server_key),
+        "--ssl-ca-file",
+        str(pki.ca),
+        *extra,
+    ]
+
+
+@pytest.fixture
+def tls_args(pki):
+    """``tls_args(*extra)``: gearpy-server flags for TLS requiring test-CA client certificates."""
+    return lambda *extra: tls_server_args(pki, *extra)
+
+
+@pytest.fixture
+def tls_server(pki):
+    """A live gearpy-server on TLS that requires client certificates from the test CA."""
+    from gearpy.testing import ServerProcess, gearpy_server_argv
+
+    server = ServerProcess(gearpy_server_argv(*tls_server_args(pki))).start()
+    yield server
+    server.stop()

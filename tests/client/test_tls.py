@@ -11,24 +11,6 @@ import pytest
 from gearpy.client import Client
 from gearpy.client.config import ClientConfig
 from gearpy.errors import GearpyConnectionError
-from gearpy.testing import ServerProcess, gearpy_server_argv
-
-
-@pytest.fixture
-def tls_server(pki):
-    server = ServerProcess(
-        gearpy_server_argv(
-            "--ssl",
-            "--ssl-certificate",
-            str(pki.server_cert),
-            "--ssl-key",
-            str(pki.server_key),
-            "--ssl-ca-file",
-            str(pki.ca),
-        )
-    ).start()
-    yield server
-    server.stop()
 
 
 def _config(server, ca, cert=None, key=None) -> ClientConfig:

@@ -36,22 +36,11 @@ def client_context(ca, cert=None, key=None) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def tls_server(pki):
+def tls_server(tls_args):
+    """TLS server whose mutating admin commands are limited to the ops certificate."""
     server = ServerProcess(
         gearpy_server_argv(
-            "--ssl",
-            "--ssl-certificate",
-            str(pki.server_cert),
-            "--ssl-key",
-            str(pki.server_key),
-            "--ssl-ca-file",
-            str(pki.ca),
-            "--admin-allow",
-            "cert:CN=ops",
-            "--verbose",
-            "INFO",
-            "--handshake-timeout",
-            "2",
+            *tls_args("--admin-allow", "cert:CN=ops", "--verbose", "INFO", "--handshake-timeout", "2")
         )
     ).start()
     yield server
@@ -209,22 +198,10 @@ def _exchange(sock, *packets, replies: int) -> list:
     return out
 
 
-def test_function_acl_by_certificate_subject_matches_whole_names(pki, tmp_path):
+def test_function_acl_by_certificate_subject_matches_whole_names(pki, tls_args, tmp_path):
     acl = tmp_path / "acl.yml"
     acl.write_text('"CN=ops": {register: "resize", invoke: "resize"}\n"*": {}\n')
-    server = ServerProcess(
-        gearpy_server_argv(
-            "--ssl",
-            "--ssl-certificate",
-            str(pki.server_cert),
-            "--ssl-key",
-            str(pki.server_key),
-            "--ssl-ca-file",
-            str(pki.ca),
-            "--acl-file",
-            str(acl),
-        )
-    ).start()
+    server = ServerProcess(gearpy_server_argv(*tls_args("--acl-file", str(acl)))).start()
     try:
         ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
         with socket.create_connection((server.host, server.port), timeout=5) as raw:

@@ -10,26 +10,9 @@ import pytest
 from gearpy.client import Client
 from gearpy.client.config import ClientConfig
 from gearpy.errors import JobFailed
-from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+from gearpy.testing import free_port
 
 from .conftest import wait_until
-
-
-@pytest.fixture
-def tls_server(pki):
-    server = ServerProcess(
-        gearpy_server_argv(
-            "--ssl",
-            "--ssl-certificate",
-            str(pki.server_cert),
-            "--ssl-key",
-            str(pki.server_key),
-            "--ssl-ca-file",
-            str(pki.ca),
-        )
-    ).start()
-    yield server
-    server.stop()
 
 
 def _get(url: str) -> tuple[int, str]:
