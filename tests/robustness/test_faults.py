@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 
-import pytest
 from robustness_support import (
     T,
     connect,
@@ -29,22 +28,6 @@ from gearpy.client import Client
 from gearpy.errors import JobFailed
 from gearpy.protocol import Packet, encode_request
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
-
-
-@pytest.fixture
-def make_server():
-    started: list[ServerProcess] = []
-
-    def make(*args: str) -> ServerProcess:
-        server = ServerProcess(gearpy_server_argv(*args)).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        log = server.log()
-        server.stop()
-        assert "Traceback" not in log, log
 
 
 def starts(log, payload: str) -> list[dict]:

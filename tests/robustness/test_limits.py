@@ -28,25 +28,8 @@ from robustness_support import (
 )
 
 from gearpy.protocol import Packet, encode_request
-from gearpy.testing import ServerProcess, gearpy_server_argv
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def make_server():
-    started: list[ServerProcess] = []
-
-    def make(*args: str) -> ServerProcess:
-        server = ServerProcess(gearpy_server_argv(*args)).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        log = server.log()
-        server.stop()
-        assert "Traceback" not in log, log
 
 
 def header(kind: int, size: int) -> bytes:
