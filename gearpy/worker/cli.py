@@ -95,7 +95,11 @@ GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file ke
     default=None,
     help="Send WORK_EXCEPTION before WORK_FAIL when a task raises. [on]",
 )
-@click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here (opt-in).")
+@click.option(
+    "--metrics",
+    metavar="HOST:PORT",
+    help="Serve Prometheus /metrics and /healthz here (opt-in); with --processes, process k uses PORT+k.",
+)
 @click.option("--ssl", is_flag=True, default=None, help="Connect with TLS (the server is verified).")
 @click.option("--ssl-ca-file", metavar="FILE", help="CA that signed the servers' certificates.")
 @click.option("--ssl-certificate", metavar="FILE", help="Client certificate (PEM).")
@@ -140,24 +144,30 @@ def run(cfg: Any) -> int:
         tasks = select_tasks(load_tasks(cfg.modules), cfg.functions)
     except TaskImportError as exc:
         _fail(str(exc), EXIT_IMPORT)
+    from gearpy.errors import ConfigError
+
+    def make_worker(slot: int) -> Worker:
+        worker = Worker.from_config(tasks, cfg)
+        if cfg.metrics:
+            from gearpy.metrics import parse_listen
+            from gearpy.worker.metrics import DEFAULT_WORKER_METRICS_PORT, WorkerMetrics
+
+            host, port = parse_listen(cfg.metrics, DEFAULT_WORKER_METRICS_PORT)
+            worker.metrics = WorkerMetrics(worker)
+            worker.metrics.serve((host, port + slot))  # --processes: one port per process
+        return worker
+
     if cfg.processes is None:
-        from gearpy.errors import ConfigError
-
         try:
-            worker = Worker.from_config(tasks, cfg)
-            if cfg.metrics:
-                from gearpy.worker.metrics import WorkerMetrics
-
-                worker.metrics = WorkerMetrics(worker)
-                worker.metrics.serve(cfg.metrics)
+            worker = make_worker(0)
         except ConfigError as exc:
             _fail(str(exc), EXIT_USAGE)
         return worker.run()
 
     from gearpy.worker.prefork import Supervisor
 
-    def child_main(parent_pid: int) -> int:
-        worker = Worker.from_config(tasks, cfg)
+    def child_main(parent_pid: int, slot: int) -> int:
+        worker = make_worker(slot)
         worker.watch_parent(parent_pid)
         return worker.run()
 

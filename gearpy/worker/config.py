@@ -100,7 +100,8 @@ class WorkerConfig:
     log_level: str = "INFO"
     #: Log line format: text or json.
     log_format: str = "text"
-    #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in; single process only).
+    #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in). With ``processes`` N,
+    #: process k serves on PORT+k (a replacement keeps its predecessor's port).
     metrics: str | None = None
     #: Connect with TLS; the server's certificate is verified (against ``ssl_ca_file`` if set).
     ssl: bool = False
@@ -126,8 +127,6 @@ class WorkerConfig:
             raise ConfigError("max_memory must be a positive number of MiB")
         if self.shutdown_timeout < 0:
             raise ConfigError("shutdown_timeout must be >= 0 seconds")
-        if self.metrics and self.processes:
-            raise ConfigError("metrics: not available with --processes yet (run one worker per port)")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: {self.log_format!r} is not text or json")
 

@@ -54,10 +54,9 @@ class WorkerMetrics:
             return True, "ok"
         return False, "not connected to any server"
 
-    def serve(self, listen: str) -> None:
-        self._server = serve_metrics(
-            parse_listen(listen, DEFAULT_WORKER_METRICS_PORT), self.registry, self.health
-        )
+    def serve(self, listen: str | tuple[str, int]) -> None:
+        address = listen if isinstance(listen, tuple) else parse_listen(listen, DEFAULT_WORKER_METRICS_PORT)
+        self._server = serve_metrics(address, self.registry, self.health)
 
     def close(self) -> None:
         if self._server is not None:

@@ -42,10 +42,13 @@ POLL_INTERVAL = 0.1
 class Supervisor:
     """Keep ``processes`` children running ``child_main`` (which returns an exit code)."""
 
-    def __init__(self, processes: int, child_main: Callable[[int], int]) -> None:
+    def __init__(self, processes: int, child_main: Callable[[int, int], int]) -> None:
         self.processes = processes
+        #: called in the child as ``child_main(parent_pid, slot)``; ``slot`` (0..processes-1) is
+        #: kept by a replacement child, so per-child resources (a metrics port) stay stable
         self.child_main = child_main
         self.children: dict[int, float] = {}  # pid -> start time
+        self.slots: dict[int, int] = {}  # pid -> slot
         self.signals = 0
         self.backoff = Backoff(0.5, 30.0)
         self._pending_signal = False
@@ -56,6 +59,8 @@ class Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
+        taken = set(self.slots.values())
+        slot = next(i for i in range(self.processes) if i not in taken)
         # Block the stop signals across the fork: a SIGTERM forwarded to a child that has not yet
         # installed its own handlers stays pending until the Worker installs them and unblocks.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -71,13 +76,14 @@ class Supervisor:
                 os.setpgid(0, 0)
                 for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
-                code = self.child_main(parent)
+                code = self.child_main(parent, slot)
             except BaseException:
                 log.exception("worker process crashed")
             finally:
                 logging.shutdown()
                 os._exit(code)
         self.children[pid] = time.monotonic()
+        self.slots[pid] = slot
         log.info("started worker process %d (%d/%d)", pid, len(self.children), self.processes)
 
     def _forward(self, sig: int) -> None:
@@ -119,6 +125,7 @@ class Supervisor:
                     self._forward(signal.SIGTERM)
             for pid, code in self._reap():
                 lived = time.monotonic() - self.children.pop(pid)
+                self.slots.pop(pid, None)
                 if self.signals:
                     all_clean = all_clean and code in (EXIT_OK, EXIT_RECYCLED)
                     log.info("worker process %d exited with %d", pid, code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 
@@ -88,7 +89,23 @@ def test_worker_refuses_a_server_it_cannot_verify(tls_server, pki, start_worker)
     assert worker.proc.poll() is None  # it keeps retrying, as with any unreachable server
 
 
-def test_metrics_with_processes_is_a_clear_usage_error(start_worker):
-    worker = start_worker("--processes", "2", "--metrics", "127.0.0.1:1", "wtasks")
-    assert worker.wait() == 2
-    assert "metrics" in worker.log()
+def test_metrics_with_processes_one_port_per_process(gearpy_server, start_worker):
+    mport = free_port()
+    with socket.socket() as probe:  # the next port must be free too
+        try:
+            probe.bind(("127.0.0.1", mport + 1))
+        except OSError:
+            pytest.skip("port after the free one is taken")
+    start_worker("-s", gearpy_server.address, "--processes", "2", "--metrics", f"127.0.0.1:{mport}", "wtasks")
+    for port in (mport, mport + 1):
+        wait_until(lambda p=port: _get(f"http://127.0.0.1:{p}/healthz")[0] == 200, f"process on port {port}")
+    with Client([gearpy_server.address]) as client:
+        for i in range(6):
+            assert client.submit("upper", b"x%d" % i).result(30) == b"X%d" % i
+    done = 0
+    for port in (mport, mport + 1):
+        body = _get(f"http://127.0.0.1:{port}/metrics")[1]
+        for line in body.splitlines():
+            if line.startswith('gearpy_worker_jobs_total{function="upper",outcome="complete"}'):
+                done += int(float(line.split()[-1]))
+    assert done == 6  # every job counted once, by the process that ran it
