@@ -181,6 +181,22 @@ def drop_function(port: int, function: bytes) -> None:
     admin(port, b"drop function " + function + b"\r\n")
 
 
+def _run_clients(server_pid: int, clients: int, target, args: tuple, **kwargs) -> tuple[list, float, float]:
+    """Run ``clients`` client processes (each reports on a queue); return results, wall s, server CPU s."""
+    q: mp.Queue = mp.Queue()
+    cpu0 = _cpu_seconds(server_pid)
+    t0 = time.perf_counter()
+    procs = [mp.Process(target=target, args=(*args, q), kwargs=kwargs) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=600) for _ in procs]
+    wall = time.perf_counter() - t0
+    cpu = _cpu_seconds(server_pid) - cpu0
+    for p in procs:
+        p.join()
+    return results, wall, cpu
+
+
 def shape_background(
     port: int,
     server_pid: int,
@@ -190,21 +206,10 @@ def shape_background(
     payload_size: int = 64,
     function: bytes = b"bench_bg",
 ) -> Result:
-    q: mp.Queue = mp.Queue()
     payload = b"p" * payload_size
-    cpu0 = _cpu_seconds(server_pid)
-    t0 = time.perf_counter()
-    procs = [
-        mp.Process(target=bg_client_proc, args=(port, function, per_client, window, payload, q))
-        for _ in range(clients)
-    ]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=600) for _ in procs]
-    wall = time.perf_counter() - t0
-    for p in procs:
-        p.join()
-    cpu = _cpu_seconds(server_pid) - cpu0
+    results, wall, cpu = _run_clients(
+        server_pid, clients, bg_client_proc, (port, function, per_client, window, payload)
+    )
     jobs = sum(r[0] for r in results)
     return Result(jobs, wall, {"server_cpu_us_per_job": cpu / jobs * 1e6})
 
@@ -229,20 +234,9 @@ def shape_foreground(
     for r in readies:
         r.wait(30)
     time.sleep(0.2)
-    q: mp.Queue = mp.Queue()
-    cpu0 = _cpu_seconds(server_pid)
-    t0 = time.perf_counter()
-    cprocs = [
-        mp.Process(target=fg_client_proc, args=(port, function, per_client, window, q, latencies))
-        for _ in range(clients)
-    ]
-    for p in cprocs:
-        p.start()
-    results = [q.get(timeout=600) for _ in cprocs]
-    wall = time.perf_counter() - t0
-    cpu = _cpu_seconds(server_pid) - cpu0
-    for p in cprocs:
-        p.join()
+    results, wall, cpu = _run_clients(
+        server_pid, clients, fg_client_proc, (port, function, per_client, window), latencies=latencies
+    )
     for p in wprocs:
         p.kill()
         p.join()

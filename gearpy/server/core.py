@@ -50,6 +50,7 @@ def _frame(kind: int, *fields: bytes) -> bytes:
     body = b"\x00".join(fields)
     return _HEADER(RES, kind, len(body)) + body
 
+
 MAX_UNIQUE = 64
 MAX_HANDLE = 63
 MAX_CLIENT_ID = 127
@@ -437,7 +438,13 @@ class ServerCore:
     def replay(self, stored: StoredJob) -> Job | None:
         """Queue a job read back from the store at start (keeps its store row)."""
         job = self.submit(
-            None, stored.function, stored.unique, stored.payload, stored.priority, True, stored.when,
+            None,
+            stored.function,
+            stored.unique,
+            stored.payload,
+            stored.priority,
+            True,
+            stored.when,
             stored.reducer,
         )
         if job is not None:
@@ -774,17 +781,7 @@ class ServerCore:
         if job is None:
             self._send(conn, _enc(T.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
             return
-        self._send(
-            conn,
-            _enc(
-                T.STATUS_RES,
-                handle,
-                b"1",
-                b"1" if job.worker is not None else b"0",
-                str(job.numerator).encode(),
-                str(job.denominator).encode(),
-            ),
-        )
+        self._send(conn, _enc(T.STATUS_RES, handle, *_known_status(job)))
 
     def _get_status_unique(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         unique = args[0].split(b"\x00", 1)[0]
@@ -797,16 +794,7 @@ class ServerCore:
         # gearmand's unique hash buckets are newest first: the most recent job with this unique wins.
         job = jobs[-1]
         self._send(
-            conn,
-            _enc(
-                T.STATUS_RES_UNIQUE,
-                unique,
-                b"1",
-                b"1" if job.worker is not None else b"0",
-                str(job.numerator).encode(),
-                str(job.denominator).encode(),
-                str(len(job.clients)).encode(),
-            ),
+            conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(len(job.clients)).encode())
         )
 
     # ---------------------------------------------------------------- admin helpers
@@ -839,6 +827,12 @@ class ServerCore:
     def idle(self) -> bool:
         """True when no job is queued or running (graceful shutdown waits for this)."""
         return not self.jobs
+
+
+def _known_status(job: Job) -> tuple[bytes, bytes, bytes, bytes]:
+    """The known/running/numerator/denominator fields STATUS_RES and STATUS_RES_UNIQUE share."""
+    running = b"1" if job.worker is not None else b"0"
+    return b"1", running, str(job.numerator).encode(), str(job.denominator).encode()
 
 
 def _unique_key(name: bytes, unique: bytes, payload: bytes) -> tuple | None:
