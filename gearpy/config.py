@@ -6,16 +6,20 @@ type, so a value means the same whether it came from a flag, a variable or the f
 
 The YAML file is shared by the server, the worker and the client::
 
-    servers: ["127.0.0.1:4730"]   # top-level keys apply to every program that has the setting
+    servers: ["127.0.0.1:4730"]   # the two top-level keys apply to every program that has them
     workers_key: atom1
     server:  {port: 4730, queue: "sqlite:///var/lib/gearpy/queue.db"}
     worker:  {concurrency: 4}
     client:  {timeout: 30}
+
+Any other top-level key, or an unknown key inside a section, is a :class:`ConfigError` naming it:
+a typo (``workers_keys:``, ``sever:``) must not silently leave a setting at its default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -25,13 +29,54 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gearpy import defaults
 from gearpy.errors import ConfigError
 
 ENV_PREFIX = "GEARPY_"
 C = TypeVar("C")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+#: The sections of the shared YAML file, one per program.
+SECTIONS = ("server", "worker", "client")
+#: Top-level keys of the YAML file that every program with such a setting reads.
+SHARED_KEYS = ("servers", "workers_key")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+#: An empty value is false: ``GEARPY_SSL=`` (or ``?require_aof=``) turns the setting off.
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def parse_bool(value: object) -> bool:
+    """The one boolean parser of gearpy (environment, YAML, store URLs).
+
+    ``1/true/yes/on`` are true, ``0/false/no/off`` and the empty string false (any case);
+    anything else raises ValueError, so a typo never reads as "off".
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of dataclass field ``name`` of ``cls`` (calling its factory), for help texts."""
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return None
+    raise KeyError(name)
+
+
+def _unknown(key: str, known: typing.Iterable[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"config file: unknown key '{key}'{hint}")
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -54,14 +99,7 @@ def coerce(name: str, tp: Any, value: Any) -> Any:
         return None
     try:
         if base is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(value)
+            return parse_bool(value)
         if base is int:
             if isinstance(value, bool):
                 raise ValueError(value)
@@ -122,13 +160,16 @@ def load(
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     data = read_file(config_file)
-    layered = {k: v for k, v in data.items() if k in fields}
+    for k in data:
+        if k not in SECTIONS and k not in SHARED_KEYS:
+            raise _unknown(str(k), SECTIONS + SHARED_KEYS)
+    layered = {k: v for k, v in data.items() if k in fields and k in SHARED_KEYS}
     sect = data.get(section) or {}
     if not isinstance(sect, dict):
         raise ConfigError(f"config file: '{section}' must be a mapping")
     for k in sect:
         if k not in fields:
-            raise ConfigError(f"config file: unknown key '{section}.{k}'")
+            raise _unknown(f"{section}.{k}", fields)
     layered.update(sect)
     for k, v in layered.items():
         values[k] = coerce(k, hints[k], v)
@@ -166,7 +207,7 @@ def redact_url(url: str) -> str:
     return url
 
 
-def parse_server_address(text: str, default_port: int = 4730) -> tuple[str, int]:
+def parse_server_address(text: str, default_port: int = defaults.PORT) -> tuple[str, int]:
     """Parse ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into (host, port)."""
     text = text.strip()
     if not text:
@@ -184,6 +225,12 @@ def parse_server_address(text: str, default_port: int = 4730) -> tuple[str, int]
         port = int(port_text)
     except ValueError:
         raise ConfigError(f"invalid port in server address {text!r}") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"port out of range in server address {text!r}")
+    check_port(port, f"server address {text!r}")
     return host, port
+
+
+def check_port(port: int, where: str = "") -> int:
+    """Return ``port`` if it is a TCP port (1-65535), else raise the one message for all commands."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"port {port} is out of range (1-65535)" + (f" in {where}" if where else ""))
+    return port

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, disable_created_metrics, make_wsgi_app
 
+from gearpy import defaults
 from gearpy.config import parse_server_address
 from gearpy.errors import ConfigError
 
@@ -22,7 +23,7 @@ log = logging.getLogger("gearpy.metrics")
 disable_created_metrics()
 
 #: Default metrics listener of the server (the worker's default is one port above).
-DEFAULT_METRICS_PORT = 9418
+DEFAULT_METRICS_PORT = defaults.METRICS_PORT
 
 
 class _Quiet:

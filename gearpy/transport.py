@@ -12,11 +12,12 @@ import socket
 import ssl
 from collections.abc import Iterator
 
+from gearpy import defaults
 from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyTimeoutError
 from gearpy.protocol import Decoder, Packet, encode_request
 
-DEFAULT_PORT = 4730
+DEFAULT_PORT = defaults.PORT
 RECV_SIZE = 256 * 1024
 
 
@@ -52,7 +53,7 @@ class PacketConnection:
         self,
         address: str | tuple[str, int],
         *,
-        connect_timeout: float | None = 5.0,
+        connect_timeout: float | None = defaults.CONNECT_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> None:
@@ -150,7 +151,7 @@ def _reason(exc: BaseException) -> str:
 
 def connect_tcp(
     address: str | tuple[str, int],
-    timeout: float | None = 5.0,
+    timeout: float | None = defaults.CONNECT_TIMEOUT,
     ssl_context: ssl.SSLContext | None = None,
 ) -> socket.socket:
     """Open a TCP socket (TCP_NODELAY on, TLS when a context is given) for the admin protocol.

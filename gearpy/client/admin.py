@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from gearpy import defaults
 from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ServerError
 from gearpy.transport import DEFAULT_PORT, connect_tcp
@@ -72,7 +73,7 @@ class Admin:
     """A connection to one server's admin protocol. Use as a context manager or :meth:`close`."""
 
     def __init__(
-        self, server: str = "127.0.0.1:4730", *, timeout: float | None = 10.0, ssl_context: Any = None
+        self, server: str = defaults.SERVER, *, timeout: float | None = defaults.ADMIN_TIMEOUT, ssl_context: Any = None
     ) -> None:
         self.host, self.port = parse_server_address(server, DEFAULT_PORT)
         self.timeout = timeout

@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gearpy import defaults
 from gearpy import config as _config
 
 #: Where a client looks when nothing says otherwise: gearmand's default port on this host.
-DEFAULT_SERVERS = ("127.0.0.1:4730",)
+DEFAULT_SERVERS = (defaults.SERVER,)
 #: Seconds to wait for a TCP connection before trying the next server.
-DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_CONNECT_TIMEOUT = defaults.CONNECT_TIMEOUT
 
 
 @dataclass

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from gearpy import defaults
 from gearpy.client.job import Callback, Job, JobEvent, JobStatus, parse_status
 from gearpy.errors import (
     GearpyConnectionError,
@@ -96,7 +97,7 @@ class ServerConnection:
     """A lazily (re)connected connection to one server, safe to share between threads/greenlets."""
 
     def __init__(
-        self, address: str, *, connect_timeout: float | None = 5.0, ssl_context: ssl.SSLContext | None = None
+        self, address: str, *, connect_timeout: float | None = defaults.CONNECT_TIMEOUT, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout

@@ -1,23 +1,40 @@
 """``gearpy-server``: the command line of the job server, with gearmand's option names.
 
-Every option is also a ``GEARPY_<NAME>`` environment variable and a key of the config file's
-``server:`` section (defaults < file < environment < flags). Exit status: 0 after a clean stop,
-1 when the server cannot start (port taken, store unreachable), 2 for a usage or config error.
+Every setting is also a ``GEARPY_<NAME>`` environment variable and a key of the config file's
+``server:`` section (defaults < file < environment < flags). Every configuration error is found
+before the server listens: the port, log level, queue URL (and its directory and driver), metrics
+address, TLS files and ACLs. Exit codes are gearpy.exitcodes' (shown by ``--help``).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gearpy import __version__
-from gearpy.config import as_dict, load, redact_url
+from gearpy import exitcodes, logs
+from gearpy.cli.errors import run_main
+from gearpy.cli.options import (
+    CONTEXT_SETTINGS,
+    PORT,
+    config_option,
+    finish_help,
+    log_format_option,
+    print_config_option,
+    version_option,
+)
+from gearpy.config import as_dict, check_port, load, redact_url
 from gearpy.errors import ConfigError, StoreError
 from gearpy.server.config import ServerConfig
 
-#: gearmand's queue-module options, accepted so an operator can swap binaries.
+PROG = "gearpy-server"
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: gearmand's queue-module options, turned into a store URL so an operator can swap binaries.
 GEARMAND_QUEUE_OPTIONS = [
     "libsqlite3-db",
     "libsqlite3-table",
@@ -35,125 +52,112 @@ GEARMAND_QUEUE_OPTIONS = [
     "redis-prefix",
 ]
 
+#: gearmand options gearpy accepts and ignores (listed in --help), with why there is nothing to do.
+IGNORED_GEARMAND_OPTIONS = {
+    "-t/--threads": "one event loop serves every connection",
+    "--coredump": "",
+    "--hashtable-buckets": "",
+    "--http-port": "",
+    "-R/--round-robin": "round robin between functions is always on",
+    "--keepalive": "SO_KEEPALIVE is always on",
+}
 
-def _gearmand_queue_options(f):
+#: Store URL scheme -> (driver module, extra that installs it).
+STORE_DRIVERS = {
+    "mysql": ("pymysql", "mysql"),
+    "mariadb": ("pymysql", "mysql"),
+    "postgresql": ("pg8000", "postgres"),
+    "postgres": ("pg8000", "postgres"),
+    "redis": ("redis", "redis"),
+    "rediss": ("redis", "redis"),
+}
+
+EPILOG = "\b\nAccepted for gearmand compatibility and ignored:\n" + "\n".join(
+    f"  {name:<20} {why}".rstrip() for name, why in IGNORED_GEARMAND_OPTIONS.items()
+)
+
+
+def _gearmand_queue_options(f: F) -> F:
     for name in reversed(GEARMAND_QUEUE_OPTIONS):
-        f = click.option(f"--{name}", default=None, help=f"gearmand compatibility ({name}).")(f)
+        f = click.option(f"--{name}", default=None, help="gearmand queue option, turned into -q's URL.")(f)
     return f
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-L", "--listen", default=None, help="Address to listen on; '*' = all. [127.0.0.1]")
-@click.option("-p", "--port", default=None, type=int, help="Port. [4730]")
+@click.command(epilog=EPILOG, context_settings=CONTEXT_SETTINGS)
+@click.option("-L", "--listen", default=None, help="Address to listen on; '*' = every interface.")
+@click.option("-p", "--port", default=None, type=PORT, help="TCP port.")
 @click.option(
     "-q",
     "--queue",
     "--queue-type",
     "queue",
     default=None,
-    help="Queue store URL (memory://, sqlite:///path, mysql://, postgresql://, redis://) "
-    "or a gearmand module name. [memory://]",
+    metavar="URL",
+    help="Queue store: memory://, sqlite:///path, mysql://, postgresql://, redis:// "
+    "or a gearmand module name (builtin, libsqlite3, mysql, postgres, redis).",
 )
 @click.option("--queue-table", default=None, help="Table name or key prefix of a durable store.")
 @click.option(
-    "-j",
-    "--job-retries",
-    default=None,
-    type=int,
-    help="Drop a job after N requeues (worker lost); 0 = unlimited. [0]",
+    "-j", "--job-retries", default=None, type=int, help="Drop a job after N requeues; 0 = unlimited."
 )
 @click.option(
-    "-w",
-    "--worker-wakeup",
-    default=None,
-    type=int,
-    help="Sleeping workers woken per queued job; 0 = all. [0]",
+    "-w", "--worker-wakeup", default=None, type=int, help="Sleeping workers woken per job; 0 = all."
 )
-@click.option(
-    "-R",
-    "--round-robin",
-    is_flag=True,
-    default=None,
-    help="Accepted for gearmand compatibility; round robin is always on.",
-)
-@click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
+@click.option("-R", "--round-robin", is_flag=True, default=None, help="Ignored: round robin is always on.")
+@click.option("--job-handle-prefix", default=None, help="Job handle prefix (none = H:<hostname>).")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
-@click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")
-@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds.")
-@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds.")
-@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes.")
-@click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'. [stderr]")
-@click.option("--verbose", default=None, help="Log level (gearmand names work). [NOTICE]")
-@click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
+@click.option("--keepalive", is_flag=True, default=None, help="Ignored: TCP keepalive is always on.")
+@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds (-1 = system).")
+@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds (-1 = system).")
+@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes (-1 = system).")
+@click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'.")
+@click.option("--verbose", default=None, help="Log level (gearmand's names work).")
+@log_format_option()
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
 @click.option("--max-connections", default=None, type=int, help="Most connections at once.")
 @click.option(
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
-@click.option(
-    "--max-queued-bytes",
-    default=None,
-    type=int,
-    help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
-)
+@click.option("--max-queued-bytes", default=None, type=int, help="Payload bytes all queued jobs may hold.")
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(
-    "--metrics",
-    default=None,
-    metavar="HOST:PORT",
-    help="Serve Prometheus /metrics and /healthz here (opt-in), e.g. 127.0.0.1:9418.",
+    "--metrics", default=None, metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here."
 )
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
-@click.option("--ssl-certificate", default=None, help="Server certificate (PEM).")
-@click.option("--ssl-key", default=None, help="Server private key (PEM).")
-@click.option("--ssl-ca-file", default=None, help="CA bundle; clients must then present a certificate.")
-@click.option("--handshake-timeout", default=None, type=float, help="Seconds for a TLS handshake. [10]")
+@click.option("--ssl-certificate", default=None, metavar="FILE", help="Server certificate (PEM).")
+@click.option("--ssl-key", default=None, metavar="FILE", help="Server private key (PEM).")
 @click.option(
-    "--packet-timeout",
-    default=None,
-    type=float,
-    help="Seconds a half-received packet may wait for the rest. [60]",
+    "--ssl-ca-file", default=None, metavar="FILE", help="CA bundle; clients must then show a certificate."
 )
+@click.option("--handshake-timeout", default=None, type=float, help="Seconds for a TLS handshake.")
+@click.option("--packet-timeout", default=None, type=float, help="Seconds a half-received packet may wait.")
 @click.option(
     "--admin-allow",
     default=None,
     multiple=True,
-    help="Who may cancel jobs, create/drop functions, set maxqueue: IP, network or cert:SUBJECT "
-    "(repeatable). [anyone]",
+    help="Who may cancel jobs, drop functions, set maxqueue: IP, network or cert:SUBJECT (repeatable; "
+    "none = anyone).",
 )
-@click.option("--acl-file", default=None, help="Per-function permissions by client certificate (YAML).")
 @click.option(
-    "--config",
-    "config_file",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="YAML config file (server: section).",
+    "--acl-file", default=None, metavar="FILE", help="Per-function permissions by client certificate."
 )
-@click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")
+@config_option("server: section")
+@print_config_option()
 @_gearmand_queue_options
-@click.option("-t", "--threads", default=None, type=int, hidden=True, help="gearmand compatibility; ignored.")
+@click.option("-t", "--threads", default=None, type=int, help="Ignored (gearmand compatibility).")
 @click.option("-d", "--daemon", is_flag=True, help="Fork into the background once listening (gearmand -d).")
 @click.option("-u", "--user", default=None, help="Switch to this user after binding (gearmand -u).")
 @click.option("-f", "--file-descriptors", default=None, type=int, help="Set the open-files limit.")
 @click.option("--syslog", is_flag=True, help="Also log to the system log.")
 @click.option(
-    "--config-file",
-    "config_file_gearmand",
-    default=None,
-    help="gearmand-style options file (read before the command line).",
+    "--config-file", "config_file_gearmand", default=None, metavar="FILE", help="gearmand-style options file."
 )
-@click.option("--coredump", is_flag=True, hidden=True, help="gearmand compatibility; ignored.")
-@click.option(
-    "--hashtable-buckets", default=None, type=int, hidden=True, help="gearmand compatibility; ignored."
-)
-@click.option("--http-port", default=None, hidden=True, help="gearmand compatibility; ignored.")
-@click.option(
-    "-r", "--protocol", default=None, help="gearmand's extra protocol plugin (only 'http'; not supported)."
-)
-@click.version_option(
-    __version__, "-V", "--version", prog_name="gearpy-server", message="%(prog)s %(version)s"
-)
+@click.option("--coredump", is_flag=True, help="Ignored (gearmand compatibility).")
+@click.option("--hashtable-buckets", default=None, type=int, help="Ignored (gearmand compatibility).")
+@click.option("--http-port", default=None, help="Ignored (gearmand compatibility).")
+@click.option("-r", "--protocol", default=None, help="gearmand's protocol plugin: refused (not supported).")
+@version_option(PROG)
 def command(
     config_file: str | None,
     print_config: bool,
@@ -168,75 +172,106 @@ def command(
     http_port: str | None = None,
     protocol: str | None = None,
     **flags: Any,
-) -> None:
+) -> int:
     """Gearman job server: a drop-in replacement for gearmand."""
     queue_opts = {k: flags.pop(k.replace("-", "_")) for k in GEARMAND_QUEUE_OPTIONS}
+    if protocol:
+        raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
+    cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
+    check_configuration(cfg, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
+    if print_config:
+        import yaml
+
+        shown = as_dict(cfg)
+        shown["queue"] = redact_url(shown["queue"])
+        click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
+        return exitcodes.OK
+    from gearpy.server import gearmand_compat as compat
+    from gearpy.server.store import open_store
+
+    if file_descriptors:
+        compat.set_file_descriptors(file_descriptors)
+    logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
+    if syslog:
+        compat.add_syslog()
     try:
-        if protocol:
-            raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
-        cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
-        from gearpy import logs
-
-        logs.parse_level(cfg.verbose)
-        queue_url = _queue_url(cfg.queue, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
-        cfg.queue = queue_url
-        if print_config:
-            import yaml
-
-            shown = as_dict(cfg)
-            shown["queue"] = redact_url(shown["queue"])
-            click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
-            return
-        from gearpy.server import gearmand_compat as compat
-
-        if file_descriptors:
-            compat.set_file_descriptors(file_descriptors)
-        logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
-        if syslog:
-            compat.add_syslog()
-        from gearpy.server.store import open_store
-
         store = open_store(cfg.queue, table=cfg.queue_table)
-    except (ConfigError, StoreError) as exc:
-        raise click.UsageError(str(exc)) from None
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
     from gearpy.server.io import run
 
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
-    sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
+    return run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind)
 
 
-def _queue_url(queue: str, opts: dict[str, str]) -> str:
+def check_configuration(cfg: ServerConfig, queue_opts: dict[str, str]) -> None:
+    """Find every configuration error that can be found without listening (ConfigError, exit 2)."""
+    from gearpy.metrics import parse_listen
+
+    check_port(cfg.port)
+    logs.parse_level(cfg.verbose)
+    cfg.queue = queue_url(cfg.queue, queue_opts)
+    check_queue(cfg.queue)
+    if cfg.metrics:
+        parse_listen(cfg.metrics)
+
+
+def queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
-    if "://" in queue:
+    if "://" in queue or queue.lower().startswith("sqlite:"):
         return queue
     name = queue.lower()
     if name in ("builtin", "memory", ""):
         return "memory://"
-    try:
-        from gearpy.server.stores import gearmand_queue_url
-    except ImportError:
-        raise ConfigError(f"queue type {queue!r} is not available") from None
+    from gearpy.server.stores import gearmand_queue_url
+
     return gearmand_queue_url(name, opts)
 
 
-def main(argv: list[str] | None = None) -> None:
+def check_queue(url: str) -> None:
+    """A SQLite file's directory must exist; a database store's driver must be installed."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("sqlite", "sqlite3"):
+        from gearpy.server.stores.url import parse_url
+
+        rest = url.split(":", 1)[1]
+        if rest.startswith("/") and not rest.startswith("//"):
+            raise ConfigError(
+                f"queue store {url}: write sqlite://{rest} for the file {rest.partition('?')[0]}, "
+                f"or sqlite:{rest.lstrip('/')} for a path relative to the working directory"
+            )
+        path = parse_url(url).path
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ConfigError(
+                f"queue store {url}: directory {directory} does not exist (create it first; "
+                "gearpy does not, so a typo cannot start an empty queue)"
+            )
+    driver = STORE_DRIVERS.get(scheme)
+    if driver is not None:
+        module, extra = driver
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ConfigError(
+                f"queue store {scheme}:// needs the {module} driver: pip install 'gearpy[{extra}]'"
+            ) from None
+
+
+finish_help(command, ServerConfig, "server")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point: gearmand's --config-file first, then the command."""
+    from gearpy.cli.errors import fail
     from gearpy.server.gearmand_compat import expand_config_file
 
     try:
         args = expand_config_file(sys.argv[1:] if argv is None else argv)
-        command.main(args=args, prog_name="gearpy-server", standalone_mode=False)
     except ConfigError as exc:
-        click.echo(f"gearpy-server: {exc}", err=True)
-        sys.exit(2)
-    except click.UsageError as exc:
-        click.echo(f"gearpy-server: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except click.ClickException as exc:
-        click.echo(f"gearpy-server: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        sys.exit(1)
+        fail(PROG, str(exc), exitcodes.USAGE)
+    run_main(command, PROG, args)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gearpy import defaults
 from gearpy.protocol import DEFAULT_MAX_ADMIN_LINE, DEFAULT_MAX_PACKET_SIZE
 
 
 @dataclass
 class ServerConfig:
     #: Address to listen on; ``*`` (or ``0.0.0.0``/``::``) means all interfaces. Loopback by default.
-    listen: str = "127.0.0.1"
+    listen: str = defaults.LISTEN
     #: TCP port (IANA "gearman").
-    port: int = 4730
+    port: int = defaults.PORT
     #: Queue store URL: memory://, sqlite:///path, mysql://..., postgresql://..., redis://...
     #: or a gearmand module name (builtin, libsqlite3, mysql, postgres, redis).
     queue: str = "memory://"

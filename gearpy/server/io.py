@@ -164,8 +164,9 @@ class GearServer:
         for rec in store.replay():
             if self.core.replay(rec) is not None:
                 replayed += 1
-        if replayed:
-            log.log(NOTICE, "replayed %d job(s) from the %s queue store", replayed, store.name)
+        log.log(NOTICE, "queue store %s: %d job(s) replayed", store.name, replayed)
+        if self.cfg.metrics:  # a bad metrics address must fail before "listening" is logged
+            self.start_metrics(self.cfg.metrics)
         for sock in self.listeners:
             self._acceptors.append(gevent.spawn(self._accept_loop, sock))
         for host, port in bound:
@@ -177,8 +178,6 @@ class GearServer:
                 port,
                 " (TLS)" if self.ssl_context else "",
             )
-        if self.cfg.metrics:
-            self.start_metrics(self.cfg.metrics)
 
     def start_metrics(self, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
@@ -369,6 +368,10 @@ class GearServer:
                     conn.closing = True
                 except RemoteProtocolError as exc:
                     reason = f"protocol error: {exc}"
+                    conn.closing = True
+                except Exception as exc:  # a bug of ours: one log line and a close, never a traceback
+                    reason = f"closed: internal error: {type(exc).__name__}: {exc}"
+                    log.error("connection %d from %s: %s", conn.id, ip, reason[8:])
                     conn.closing = True
                 if not packet_timeout or not decoder.buffered:
                     partial_since = None
@@ -609,8 +612,12 @@ def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
         log.log(NOTICE, "stopping on signal")
         server.stop()
 
+    def interrupt() -> None:
+        server.exit_code = 130  # Ctrl-C: gearpy.exitcodes.INTERRUPTED, as shells report it
+        stop()
+
     gevent.signal_handler(signal.SIGTERM, stop)
-    gevent.signal_handler(signal.SIGINT, stop)
+    gevent.signal_handler(signal.SIGINT, interrupt)
     gevent.signal_handler(signal.SIGUSR1, server.drain)
     gevent.signal_handler(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -644,7 +651,7 @@ def run(
             ready(f"gearpy-server: {exc}\n")
         else:
             print(f"gearpy-server: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1  # gearpy.exitcodes.USAGE / FAILURE
     if ready is not None:
         ready(None)
     if cfg.pid_file:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gearpy import defaults
 from gearpy import config as _config
 from gearpy.errors import ConfigError
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 #: Where a worker connects when neither flags, environment nor file say: gearmand's default port.
-DEFAULT_SERVERS = ("127.0.0.1:4730",)
+DEFAULT_SERVERS = (defaults.SERVER,)
 #: Jobs one process runs at once (greenlets). 1 matches python-gearman and Net_Gearman workers.
 DEFAULT_CONCURRENCY = 1
 #: Seconds a warm shutdown waits for running jobs before it gives up on them (then exit 5).
@@ -42,10 +43,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 #: wake-up (python-gearman #47: a worker on two servers stopped taking jobs from one of them).
 IDLE_REGRAB_INTERVAL = 60.0
 #: Seconds to wait for a TCP connection to a server.
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = defaults.CONNECT_TIMEOUT
 #: Reconnect backoff: first delay and cap, in seconds (with jitter; see gearpy.transport.Backoff).
-RECONNECT_BACKOFF_BASE = 0.2
-RECONNECT_BACKOFF_CAP = 5.0
+RECONNECT_BACKOFF_BASE = defaults.RECONNECT_BACKOFF_BASE
+RECONNECT_BACKOFF_CAP = defaults.RECONNECT_BACKOFF_CAP
 
 # Exit codes, documented in ``gearpy-worker --help`` and used by the systemd unit in deploy/.
 #: Clean stop: a signal asked for it and every running job finished.

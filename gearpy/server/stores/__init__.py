@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from gearpy import defaults
 from gearpy.errors import ConfigError
 from gearpy.server.stores.gearmand import gearmand_queue_url
 from gearpy.server.stores.group_commit import Backend, GroupCommitStore
@@ -83,7 +84,7 @@ def _mysql(url: StoreURL, opts: dict[str, object]) -> Backend:
         password=url.password or "",
         database=url.path,
         table=table,
-        connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        connect_timeout=float(opts.get("connect_timeout", defaults.CONNECT_TIMEOUT)),  # type: ignore[arg-type]
     )
 
 
@@ -100,7 +101,7 @@ def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
         password=url.password if url.password is not None else os.environ.get("PGPASSWORD"),
         database=url.path or user,
         table=table,
-        connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        connect_timeout=float(opts.get("connect_timeout", defaults.CONNECT_TIMEOUT)),  # type: ignore[arg-type]
     )
 
 
@@ -122,7 +123,7 @@ def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
         password=url.password,
         prefix=prefix,
         ssl=url.scheme == "rediss",
-        connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        connect_timeout=float(opts.get("connect_timeout", defaults.CONNECT_TIMEOUT)),  # type: ignore[arg-type]
         require_aof=bool(opts.get("require_aof", False)),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gearpy import defaults
 from gearpy.server.stores.sql import SqlBackend
 
 DEFAULT_TABLE = "gearpy_queue"
@@ -30,7 +31,7 @@ class PostgresBackend(SqlBackend):
         password: str | None,
         database: str,
         table: str = DEFAULT_TABLE,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = defaults.CONNECT_TIMEOUT,
     ) -> None:
         super().__init__(table, name)
         self._params: dict[str, Any] = dict(

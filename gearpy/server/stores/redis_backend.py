@@ -28,6 +28,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from gearpy import defaults
 from gearpy.server.store import StoredJob
 from gearpy.server.stores.group_commit import Backend
 
@@ -54,7 +55,7 @@ class RedisBackend(Backend):
         password: str | None,
         prefix: str = DEFAULT_PREFIX,
         ssl: bool = False,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = defaults.CONNECT_TIMEOUT,
         require_aof: bool = False,
     ) -> None:
         self.name = name

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from gearpy.config import redact_url
+from gearpy.config import parse_bool, redact_url
 from gearpy.errors import ConfigError
 
 #: Table names are spliced into SQL (they cannot be bound parameters), so only plain identifiers
@@ -32,9 +32,6 @@ COMMON_OPTIONS: dict[str, type] = {
     "connect_timeout": float,
     "close_timeout": float,
 }
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -109,11 +106,7 @@ def _coerce(key: str, kind: type, value: object) -> object:
     text = str(value).strip().lower()
     try:
         if kind is bool:
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(text)
+            return parse_bool(text)
         return kind(text)
     except ValueError:
         raise ConfigError(f"queue store option {key}={value!r} is not a valid {kind.__name__}") from None
