@@ -37,7 +37,7 @@ def parse_listen(text: str, default_port: int = DEFAULT_METRICS_PORT) -> tuple[s
     """``HOST:PORT``, ``:PORT`` (loopback) or ``PORT`` into an address; loopback by default."""
     text = text.strip()
     if text.isdigit():
-        return "127.0.0.1", int(text)
+        text = "127.0.0.1:" + text
     if text.startswith(":"):
         text = "127.0.0.1" + text
     try:

@@ -1,6 +1,7 @@
-"""``python -m gearpy.worker`` runs ``gearpy-worker``.
+"""``python -m gearpy.worker`` and the ``gearpy-worker`` script run ``gearpy-worker``.
 
-gevent's monkey-patching comes first, before anything imports ``socket``, ``ssl`` or ``threading``.
+gevent's monkey-patching comes first, before anything imports ``socket``, ``ssl`` or ``threading``:
+that is why the console script points here and not at :mod:`gearpy.worker.cli`.
 """
 
 from gevent import monkey
@@ -9,4 +10,7 @@ monkey.patch_all()
 
 from gearpy.worker.cli import main  # noqa: E402
 
-main()
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    main()

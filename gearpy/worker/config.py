@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gearpy import defaults
 from gearpy import config as _config
+from gearpy import defaults, exitcodes
 from gearpy.errors import ConfigError
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_HARD_STOP",
     "EXIT_IMPORT",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_RECYCLED",
     "EXIT_USAGE",
@@ -48,20 +49,23 @@ CONNECT_TIMEOUT = defaults.CONNECT_TIMEOUT
 RECONNECT_BACKOFF_BASE = defaults.RECONNECT_BACKOFF_BASE
 RECONNECT_BACKOFF_CAP = defaults.RECONNECT_BACKOFF_CAP
 
-# Exit codes, documented in ``gearpy-worker --help`` and used by the systemd unit in deploy/.
+# The worker's exit codes: gearpy.exitcodes' numbers (one meaning across the three commands) under
+# the names the runtime and the prefork supervisor use. The systemd unit in deploy/ relies on them.
 #: Clean stop: a signal asked for it and every running job finished.
-EXIT_OK = 0
+EXIT_OK = exitcodes.OK
 #: An unexpected internal error (the log has the traceback).
-EXIT_ERROR = 1
+EXIT_ERROR = exitcodes.FAILURE
 #: Bad command line or configuration.
-EXIT_USAGE = 2
+EXIT_USAGE = exitcodes.USAGE
 #: A task module cannot be imported, holds no task, or ``--function`` names an unknown task.
-EXIT_IMPORT = 3
+EXIT_IMPORT = exitcodes.NO_TASKS
 #: ``--max-jobs`` or ``--max-memory`` reached: the process finished its jobs and wants a fresh one.
-EXIT_RECYCLED = 4
+EXIT_RECYCLED = exitcodes.RECYCLED
 #: Hard stop: a second signal, or running jobs outlived ``--shutdown-timeout``. The server requeues
 #: the jobs that were running.
-EXIT_HARD_STOP = 5
+EXIT_HARD_STOP = exitcodes.HARD_STOP
+#: Stopped by Ctrl-C (SIGINT) after every running job finished.
+EXIT_INTERRUPTED = exitcodes.INTERRUPTED
 
 
 @dataclass
@@ -118,6 +122,7 @@ class WorkerConfig:
             raise ConfigError("servers: at least one server is required")
         for s in self.servers:
             _config.parse_server_address(s)
+
         if self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1")
         if self.processes is not None and self.processes < 1:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gearpy.transport import Backoff
-from gearpy.worker.config import EXIT_ERROR, EXIT_HARD_STOP, EXIT_OK, EXIT_RECYCLED
+from gearpy.worker.config import EXIT_ERROR, EXIT_HARD_STOP, EXIT_INTERRUPTED, EXIT_OK, EXIT_RECYCLED
 
 __all__ = ["Supervisor"]
 
@@ -50,11 +50,15 @@ class Supervisor:
         self.children: dict[int, float] = {}  # pid -> start time
         self.slots: dict[int, int] = {}  # pid -> slot
         self.signals = 0
+        #: the first stop signal: SIGINT (Ctrl-C) ends a clean stop with EXIT_INTERRUPTED
+        self.first_signal: int | None = None
         self.backoff = Backoff(0.5, 30.0)
         self._pending_signal = False
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
+        if self.first_signal is None:
+            self.first_signal = signum
         self._pending_signal = True
 
     def _spawn(self) -> None:
@@ -139,7 +143,9 @@ class Supervisor:
                 next_spawn = time.monotonic() + self.backoff.next_delay()
             if self.signals:
                 if not self.children:
-                    return EXIT_OK if all_clean and self.signals < 2 else EXIT_HARD_STOP
+                    if not all_clean or self.signals >= 2:
+                        return EXIT_HARD_STOP
+                    return EXIT_INTERRUPTED if self.first_signal == signal.SIGINT else EXIT_OK
             elif len(self.children) < self.processes and time.monotonic() >= next_spawn:
                 self._spawn()
                 continue

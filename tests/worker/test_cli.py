@@ -48,8 +48,8 @@ def test_help_documents_options_and_exit_codes(workdir):
         "--log-format",
         "--print-config",
         "Exit codes:",
-        "4  recycled",
-        "3  cannot import",
+        "4    recycled",
+        "6    cannot import",
     ):
         assert text in out.stdout
 

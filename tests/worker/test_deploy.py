@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from gearpy import exitcodes
 from gearpy.testing import require_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -60,8 +61,9 @@ def test_unit_stops_gracefully_and_restarts_the_right_exits():
     service = unit["Service"]
     assert service["KillSignal"] == "SIGTERM" and service["KillMode"] == "mixed"
     assert service["Restart"] == "on-failure"
-    assert service["RestartPreventExitStatus"].split() == ["2", "3"]
-    assert service["RestartForceExitStatus"] == "4"
+    # usage/config and cannot-import-tasks: restarting cannot fix them
+    assert service["RestartPreventExitStatus"].split() == [str(exitcodes.USAGE), str(exitcodes.NO_TASKS)]
+    assert service["RestartForceExitStatus"] == str(exitcodes.RECYCLED)
     assert "StartLimitBurst" in unit["Unit"] and "StartLimitIntervalSec" in unit["Unit"]
     # TimeoutStopSec must outlast the shutdown timeout of the shipped environment file.
     opts = environment_options()
