@@ -140,6 +140,8 @@ def finish_help(
         if not isinstance(param, click.Option) or param.hidden or param.name in ("help", "version"):
             continue
         name = param.name or ""
+        if "[default:" in (param.help or ""):
+            continue
         if name in extra:
             text = show(extra[name])
         elif name in fields:

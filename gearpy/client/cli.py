@@ -1,57 +1,104 @@
 """``gearpy-client``: submit jobs and query Gearman servers from the shell.
 
-Exit codes:
-
-\b
-  0  done (the job completed, or the command succeeded)
-  1  the job failed, raised an exception, timed out or its outcome is unknown;
-     or the server refused the request (ERROR / ERR)
-  2  usage error (bad option, bad config)
-  3  cannot connect to any server
-
-Errors are one line on stderr (``gearpy-client: cannot connect to 127.0.0.1:4730: Connection
-refused``), never a traceback. Output is a table for people, or JSON with ``--json``.
+The global options (servers, config file, TLS, --json) may come before or after the subcommand:
+``gearpy-client -s gm1 status`` and ``gearpy-client status -s gm1`` are the same. Errors are one
+line on stderr (``gearpy-client: cannot connect to 127.0.0.1:4730: Connection refused``), never a
+traceback; exit codes are gearpy.exitcodes'. Output is a table for people, or JSON with --json.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import select
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
+from gearpy import defaults, exitcodes
+from gearpy.cli.errors import run_main
+from gearpy.cli.options import (
+    CONTEXT_SETTINGS,
+    client_tls_options,
+    config_option,
+    finish_help,
+    print_config_option,
+    servers_option,
+    show,
+    version_option,
+)
 from gearpy.client.admin import Admin
 from gearpy.client.client import Client
+from gearpy.client.config import ClientConfig, load_config
 from gearpy.client.job import Job, JobEvent
-from gearpy.errors import (
-    ConfigError,
-    GearpyConnectionError,
-    GearpyError,
-    JobError,
-    ServerError,
-)
+from gearpy.config import as_dict
+from gearpy.errors import ConfigError, GearpyConnectionError, GearpyError, GearpyTimeoutError, ServerError
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 PROG = "gearpy-client"
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The settings global options may set, wherever they appear on the command line.
+GLOBAL_SETTINGS = ("servers", "config_file", "as_json", "ssl", "ssl_ca_file", "ssl_certificate", "ssl_key")
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keep a global option's value on the root context, whether given before or after the command."""
+    if value is None or value == () or value is False:
+        return
+    given = ctx.find_root().meta.setdefault("gearpy.client", {})
+    if param.name == "servers":
+        given["servers"] = [*given.get("servers", []), *value]
+    else:
+        given[param.name] = value
+
+
+def global_options(f: F) -> F:
+    """The options every subcommand accepts too (they are stored, not passed as arguments)."""
+    kw: dict[str, Any] = {"expose_value": False, "callback": _remember}
+    f = print_config_option()(f) if getattr(f, "__name__", "") == "cli" else f
+    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.", **kw)(f)
+    f = client_tls_options(**kw)(f)
+    f = config_option("servers:, workers_key:, client: section", **kw)(f)
+    f = servers_option(**kw)(f)
+    return f
 
 
 class Ctx:
-    def __init__(self, servers: Sequence[str], config: str | None, as_json: bool) -> None:
-        self.servers = list(servers)
-        self.config = config
-        self.as_json = as_json
-        #: EXIT_CONNECT once a multi-server admin command could not reach some server
-        self.exit_code = EXIT_OK
+    """What the subcommands share: the configuration and how to reach the servers."""
 
-    def client(self, **kw: Any) -> Client:
-        return Client(self.servers or None, config_file=self.config, **kw)
+    def __init__(self, ctx: click.Context) -> None:
+        given: dict[str, Any] = ctx.find_root().meta.get("gearpy.client", {})
+        self.as_json = bool(given.get("as_json"))
+        self.config_file: str | None = given.get("config_file")
+        self.flags = {k: v for k, v in given.items() if k not in ("as_json", "config_file")}
+        #: UNREACHABLE once a multi-server admin command could not reach some server
+        self.exit_code = exitcodes.OK
 
-    def admin_servers(self) -> list[str]:
+    def config(self, **overrides: Any) -> ClientConfig:
+        return load_config(self.config_file, **self.flags, **overrides)
+
+    def client(self, **overrides: Any) -> Client:
+        return Client(config=self.config(**overrides), codec=overrides.get("codec"))
+
+    def admin(self, server: str) -> Admin:
+        """An admin connection to ``server``, with TLS when the configuration says so."""
+        return Admin(server, ssl_context=self._ssl_context())
+
+    def _ssl_context(self) -> Any:
+        if "_ssl" not in self.__dict__:
+            self._ssl = self.client().ssl_context
+        return self._ssl
+
+    def servers(self) -> list[str]:
         return self.client().servers
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
 
 
 def _fail(message: str) -> None:
@@ -77,34 +124,69 @@ def _text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-s",
-    "--server",
-    "servers",
-    multiple=True,
-    metavar="HOST[:PORT]",
-    help="Server to use (repeatable). Default: config file, GEARPY_SERVERS, 127.0.0.1:4730.",
-)
-@click.option("--config", type=click.Path(dir_okay=False), help="YAML config file (servers:, client:).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+def _line(chunk: bytes) -> bytes:
+    """One chunk of output on a line of its own (a newline is added unless it ends with one)."""
+    return chunk if chunk.endswith(b"\n") else chunk + b"\n"
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
+@global_options
+@version_option(PROG)
 @click.pass_context
-def cli(ctx: click.Context, servers: tuple[str, ...], config: str | None, as_json: bool) -> None:
-    ctx.obj = Ctx(servers, config, as_json)
+def cli(ctx: click.Context, print_config: bool) -> None:
+    """Submit jobs to Gearman servers and query them.
+
+    The options below may also follow the command (gearpy-client status -s gm1:4730 --json).
+    """
+    if print_config:
+        import yaml
+
+        click.echo(yaml.safe_dump({"client": as_dict(Ctx(ctx).config())}, sort_keys=False), nl=False)
+        ctx.exit(exitcodes.OK)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(exitcodes.USAGE)
+    ctx.obj = Ctx(ctx)
 
 
-@cli.command()
+def command(name: str | None = None) -> Callable[[F], click.Command]:
+    """A subcommand that also takes the global options, and gets a :class:`Ctx` built after them."""
+
+    def decorate(f: F) -> click.Command:
+        @click.pass_context
+        def run(ctx: click.Context, **kwargs: Any) -> Any:
+            return f(Ctx(ctx), **kwargs)
+
+        run.__doc__ = f.__doc__
+        params = getattr(f, "__click_params__", [])
+        run.__click_params__ = params  # type: ignore[attr-defined]
+        return cli.command(name or f.__name__.replace("_", "-"))(global_options(run))
+
+    return decorate
+
+
+@command()
 @click.argument("function")
 @click.argument("data", required=False)
-@click.option("--background", "-b", is_flag=True, help="Do not wait; print the job handle.")
-@click.option("--priority", type=click.Choice(["normal", "high", "low"]), default="normal")
-@click.option("--unique", "-u", help="Unique id (jobs with the same one coalesce).")
-@click.option("--key", help="Workers key prefixed to the function name.")
-@click.option("--when", type=float, help="Run at this epoch time (background jobs only).")
-@click.option("--timeout", type=float, help="Seconds to wait for the result.")
-@click.option("--codec", type=click.Choice(["raw", "json", "msgpack"]), help="Payload codec.")
-@click.option("--batch", type=click.File("rb"), help="Submit one job per line of FILE ('-' = stdin).")
-@click.pass_obj
+@click.option("--background", "-b", is_flag=True, help="Do not wait; print the job handle.  [default: off]")
+@click.option(
+    "--priority",
+    type=click.Choice(["normal", "high", "low"]),
+    default="normal",
+    help="Job priority.  [default: normal]",
+)
+@click.option("--unique", "-u", help="Unique id (jobs with the same one coalesce).  [default: none]")
+@click.option("--key", help="Workers key prefixed to the function name.  [default: config's workers_key]")
+@click.option("--when", type=float, help="Run at this epoch time (background jobs only).  [default: now]")
+@click.option("--timeout", type=float, help="Seconds to wait for the result.  [default: config's timeout]")
+@click.option(
+    "--codec",
+    type=click.Choice(["raw", "json", "msgpack"]),
+    help="Payload codec; with json/msgpack DATA is JSON text.  [default: raw]",
+)
+@click.option(
+    "--batch", type=click.File("rb"), help="Submit one job per line of FILE ('-' = stdin).  [default: none]"
+)
 def submit(
     obj: Ctx,
     function: str,
@@ -120,14 +202,23 @@ def submit(
 ) -> int:
     """Submit FUNCTION with DATA ('-' reads stdin); print the result, or the handle with --background.
 
-    WORK_DATA chunks are written to stdout as they arrive, warnings to stderr.
+    Each WORK_DATA chunk is printed on a line of its own as it arrives, then the result on the last
+    line; warnings go to stderr. With --timeout, a job still queued or running when it expires is
+    reported with its handle (exit 1); it stays on the server.
     """
-    client = obj.client(key=key, codec=codec)
+    if when is not None and (not background or priority != "normal"):
+        raise click.UsageError("--when needs --background and normal priority (SUBMIT_JOB_EPOCH)")
+    client = obj.client(workers_key=key, codec=codec)
     cdc = client.codec
 
     def payload_of(raw: bytes) -> Any:
         # For json/msgpack the command-line text is JSON, so structured payloads can be given.
-        return raw if cdc.name == "raw" else json.loads(raw.decode("utf-8"))
+        if cdc.name == "raw":
+            return raw
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
+            raise ConfigError(f"payload is not valid JSON: {exc}") from None
 
     opts: dict[str, Any] = {"background": background, "priority": priority, "when": when}
     if batch is not None:
@@ -137,41 +228,68 @@ def submit(
         raw = sys.stdin.buffer.read()
     else:
         raw = (data or "").encode("utf-8")
+    payload = payload_of(raw)
     out = click.get_binary_stream("stdout")
 
     def on_data(ev: JobEvent) -> None:
         if not obj.as_json:
-            out.write(ev.data)
+            out.write(_line(ev.data))
             out.flush()
 
     def on_warning(ev: JobEvent) -> None:
         click.echo(f"{PROG}: warning: {_text(ev.data)}", err=True)
 
     job = client.submit(
-        function,
-        payload_of(raw),
-        unique=unique,
-        timeout=timeout,
-        on_data=on_data,
-        on_warning=on_warning,
-        **opts,
+        function, payload, unique=unique, timeout=timeout, on_data=on_data, on_warning=on_warning, **opts
     )
     if background:
         click.echo(json.dumps({"handle": job.handle}) if obj.as_json else job.handle)
-        return EXIT_OK
+        return exitcodes.OK
     try:
         result = job.result(timeout)
+    except GearpyTimeoutError:
+        return _still_pending(obj, job, timeout)
     finally:
         client.close()
     if obj.as_json:
         data_chunks = [_text(e.data) for e in job.events(0) if e.kind == "data"]
         _out_json({"handle": job.handle, "result": _text(result), "data": data_chunks})
     elif isinstance(result, (bytes, bytearray)):
-        out.write(result if result.endswith(b"\n") or not result else result + b"\n")
+        out.write(_line(bytes(result)) if result else b"\n")
         out.flush()
     else:
         click.echo(_text(result))
-    return EXIT_OK
+    return exitcodes.OK
+
+
+def _still_pending(obj: Ctx, job: Job, timeout: float | None) -> int:
+    """--timeout expired: say where the job is (queued or running), its handle, and who can run it."""
+    running = False
+    try:
+        running = job.status().running
+    except GearpyError:
+        pass
+    workers: int | None = None
+    function = job.wire_function.decode("utf-8", "replace")
+    try:
+        with obj.admin(job.server or obj.servers()[0]) as admin:
+            workers = next((f.workers for f in admin.status() if f.function == function), 0)
+    except GearpyError:
+        pass
+    state = "running" if running else "queued"
+    if obj.as_json:
+        _out_json({"handle": job.handle, "state": state, "workers": workers})
+    else:
+        click.echo(job.handle)
+    can = (
+        "could not ask the server which workers can do it"
+        if workers is None
+        else f"no worker can do {function!r}"
+        if workers == 0
+        else f"{workers} worker(s) can do {function!r}"
+    )
+    _fail(f"job {job.handle} still {state} on {job.server} after {show(timeout)} s ({can})")
+    return exitcodes.FAILURE
 
 
 def _batch(
@@ -193,7 +311,7 @@ def _batch(
                 click.echo(r["handle"] if opts["background"] else r["result"])
             else:
                 _fail(f"line {i}: {r['error']}")
-    return EXIT_JOB_FAILED if failed else EXIT_OK
+    return exitcodes.FAILURE if failed else exitcodes.OK
 
 
 def _outcome(job: Job, timeout: float | None) -> dict[str, Any]:
@@ -214,11 +332,10 @@ def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:
     """
     out = []
     errors: list[GearpyConnectionError] = []
-    ssl_context = obj.client().ssl_context
-    servers = obj.admin_servers()
+    servers = obj.servers()
     for server in servers:
         try:
-            with Admin(server, ssl_context=ssl_context) as admin:
+            with obj.admin(server) as admin:
                 out.append((server, fn(admin)))
         except GearpyConnectionError as exc:
             errors.append(exc)
@@ -226,12 +343,11 @@ def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:
         raise errors[0]
     for exc in errors:
         _fail(str(exc))
-    obj.exit_code = EXIT_CONNECT if errors else EXIT_OK
+    obj.exit_code = exitcodes.UNREACHABLE if errors else exitcodes.OK
     return out
 
 
-@cli.command()
-@click.pass_obj
+@command()
 def status(obj: Ctx) -> int:
     """Functions with queued/running jobs and workers (admin 'status')."""
     rows = [(s, f) for s, fs in _each_admin(obj, lambda a: a.status()) for f in fs]
@@ -245,8 +361,7 @@ def status(obj: Ctx) -> int:
     return obj.exit_code
 
 
-@cli.command()
-@click.pass_obj
+@command()
 def workers(obj: Ctx) -> int:
     """Connections and the functions they registered (admin 'workers')."""
     rows = [(s, w) for s, ws in _each_admin(obj, lambda a: a.workers()) for w in ws]
@@ -260,8 +375,7 @@ def workers(obj: Ctx) -> int:
     return obj.exit_code
 
 
-@cli.command()
-@click.pass_obj
+@command()
 def jobs(obj: Ctx) -> int:
     """Jobs in the servers' memory (admin 'show jobs')."""
     rows = [(s, j) for s, js in _each_admin(obj, lambda a: a.show_jobs()) for j in js]
@@ -275,58 +389,63 @@ def jobs(obj: Ctx) -> int:
     return obj.exit_code
 
 
-@cli.command()
+@command()
 @click.argument("handle")
-@click.pass_obj
 def cancel(obj: Ctx, handle: str) -> int:
-    """Cancel a job by HANDLE on whichever server knows it."""
+    """Cancel a job by HANDLE on whichever server knows it (servers that cannot be reached are skipped)."""
     errors = []
-    for server in obj.admin_servers():
-        with Admin(server) as admin:
-            try:
+    unreachable = 0
+    servers = obj.servers()
+    for server in servers:
+        try:
+            with obj.admin(server) as admin:
                 admin.cancel_job(handle)
-            except ServerError as exc:
-                errors.append(f"{server}: {exc.code}")
-                continue
+        except ServerError as exc:
+            errors.append(f"{server}: {exc.code}")
+            continue
+        except GearpyConnectionError as exc:
+            errors.append(str(exc))
+            unreachable += 1
+            continue
         done = {"cancelled": handle, "server": server}
         click.echo(json.dumps(done) if obj.as_json else f"cancelled {handle}")
-        return EXIT_OK
+        return exitcodes.OK
     _fail(f"cannot cancel {handle}: " + "; ".join(errors))
-    return EXIT_JOB_FAILED
+    return exitcodes.UNREACHABLE if unreachable == len(servers) else exitcodes.FAILURE
 
 
-@cli.command("job-status")
+@command("job-status")
 @click.argument("handle")
-@click.pass_obj
 def job_status(obj: Ctx, handle: str) -> int:
-    """Whether HANDLE is known and running, and its progress (GET_STATUS)."""
+    """Whether HANDLE is known and running, and its progress (GET_STATUS); exit 1 if unknown."""
     with obj.client() as client:
         st = client.status(handle)
     if obj.as_json:
         _out_json(asdict(st))
-    else:
+    elif st.known:
         _table(
-            ["HANDLE", "KNOWN", "RUNNING", "PROGRESS"],
-            [(st.handle, int(st.known), int(st.running), f"{st.numerator}/{st.denominator}")],
+            ["HANDLE", "STATE", "PROGRESS"],
+            [(st.handle, "running" if st.running else "queued", f"{st.numerator}/{st.denominator}")],
         )
-    return EXIT_OK
+    if not st.known:
+        _fail(f"job {handle} is unknown to {', '.join(obj.servers())} (finished, cancelled or never created)")
+        return exitcodes.FAILURE
+    return exitcodes.OK
 
 
-@cli.command()
+@command()
 @click.argument("function")
 @click.argument("sizes", nargs=-1, type=int)
-@click.pass_obj
 def maxqueue(obj: Ctx, function: str, sizes: tuple[int, ...]) -> int:
     """Limit FUNCTION's queue: N for every priority, or HIGH NORMAL LOW; none = unlimited."""
     if len(sizes) not in (0, 1, 3):
         raise click.UsageError("give one size, or three (high normal low)")
     _each_admin(obj, lambda a: a.maxqueue(function, *sizes))
     click.echo(json.dumps({"function": function, "sizes": list(sizes)}) if obj.as_json else "OK")
-    return EXIT_OK
+    return exitcodes.OK
 
 
-@cli.command()
-@click.pass_obj
+@command()
 def version(obj: Ctx) -> int:
     """Each server's version."""
     rows = _each_admin(obj, lambda a: a.version())
@@ -337,8 +456,7 @@ def version(obj: Ctx) -> int:
     return obj.exit_code
 
 
-@cli.command()
-@click.pass_obj
+@command()
 def ping(obj: Ctx) -> int:
     """ECHO round trip to each server; prints the time taken."""
     with obj.client() as client:
@@ -348,67 +466,93 @@ def ping(obj: Ctx) -> int:
     else:
         for s, t in rows:
             click.echo(f"{s}: {t * 1000:.3f} ms")
-    return EXIT_OK
+    return exitcodes.OK
 
 
-@cli.command()
+#: The line under top's view.
+TOP_HINT = "press q to quit"
+
+
+@command()
 @click.option(
-    "--interval", "-n", type=float, default=2.0, show_default=True, help="Seconds between refreshes."
+    "--interval",
+    "-n",
+    type=float,
+    default=defaults.TOP_INTERVAL,
+    help="Seconds between refreshes.  [default: 2]",
 )
-@click.option("--once", is_flag=True, help="Print one view and exit (for scripts).")
-@click.pass_obj
+@click.option("--once", is_flag=True, help="Print one view and exit (for scripts).  [default: off]")
 def top(obj: Ctx, interval: float, once: bool) -> int:
-    """A refreshing table of functions (queued by priority, running, workers, rate) and workers."""
+    """A refreshing table of functions (queued by priority, running, workers, rate) and workers; q quits."""
     import shutil
 
     from gearpy.client.top import render, take_snapshot
 
-    servers = obj.admin_servers()
+    servers = obj.servers()
     previous = None
-    while True:
-        snap = take_snapshot(servers)
-        if snap.errors and len(snap.errors) == len(servers):
-            raise GearpyConnectionError(snap.errors[0].split(": ", 1)[1])
-        if obj.as_json:
-            workers = [
-                dict(zip(("server", "fd", "ip", "id", "functions"), w, strict=True)) for w in snap.workers
-            ]
-            _out_json(
-                {"functions": [asdict(r) for r in snap.functions], "workers": workers, "errors": snap.errors}
-            )
-        else:
-            view = render(snap, previous, shutil.get_terminal_size().columns)
-            if not once:
-                click.echo("\x1b[H\x1b[2J", nl=False)  # home + clear, like watch(1)
-            click.echo(view)
-        if once:
-            return EXIT_OK
-        previous = snap
-        try:
-            time.sleep(interval)
-        except KeyboardInterrupt:
-            return EXIT_OK
+    with _keys() as read_key:
+        while True:
+            snap = take_snapshot(servers, obj.admin)
+            if snap.errors and len(snap.errors) == len(servers):
+                raise GearpyConnectionError(snap.errors[0].split(": ", 1)[1])
+            if obj.as_json:
+                workers = [
+                    dict(zip(("server", "fd", "ip", "id", "functions"), w, strict=True)) for w in snap.workers
+                ]
+                functions = [asdict(r) for r in snap.functions]
+                _out_json({"functions": functions, "workers": workers, "errors": snap.errors})
+            else:
+                view = render(snap, previous, shutil.get_terminal_size().columns)
+                if not once:
+                    click.echo("\x1b[H\x1b[2J", nl=False)  # home + clear, like watch(1)
+                    view += "\n\n" + TOP_HINT
+                click.echo(view)
+            if once:
+                return exitcodes.OK
+            previous = snap
+            if read_key(interval) == "q":
+                return exitcodes.OK
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: run the command and map gearpy errors to the documented exit codes."""
+@contextmanager
+def _keys() -> Iterator[Callable[[float], str | None]]:
+    """``read_key(timeout)``: one key from stdin (no Enter needed on a terminal), or None."""
+    fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    saved = None
+    if fd >= 0 and os.isatty(fd):
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+    open_input = fd >= 0
+
+    def read_key(timeout: float) -> str | None:
+        nonlocal open_input
+        if not open_input:
+            time.sleep(timeout)
+            return None
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return None
+        data = os.read(fd, 1)
+        if not data:  # end of input: refresh until interrupted
+            open_input = False
+        return data.decode("latin-1").lower() or None
+
     try:
-        code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted")
-        code = EXIT_JOB_FAILED
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except (ConfigError, ValueError, TypeError) as exc:
-        _fail(str(exc))
-        code = EXIT_USAGE
-    except GearpyConnectionError as exc:
-        _fail(str(exc))
-        code = EXIT_CONNECT
-    except (JobError, GearpyError) as exc:
-        _fail(str(exc))
-        code = EXIT_JOB_FAILED
-    except BrokenPipeError:
-        code = EXIT_OK
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+        yield read_key
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+for _cmd in [cli, *cli.commands.values()]:
+    finish_help(_cmd, ClientConfig, "client", {"print_config": False, "as_json": False})
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console entry point: run the command and map gearpy errors to the documented exit codes."""
+    run_main(cli, PROG, argv)

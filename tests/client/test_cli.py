@@ -49,7 +49,7 @@ def test_submit_streams_work_data(gearman_server, raw_worker):
     raw_worker(gearman_server, "stream", script)
     p = run(gearman_server, "submit", "stream", "x")
     assert p.returncode == 0
-    assert p.stdout == b"part1,part2,done\n"
+    assert p.stdout == b"part1,\npart2,\ndone\n"  # one WORK_DATA chunk per line, then the result
     assert b"warning: hmm" in p.stderr
 
 
