@@ -10,7 +10,7 @@ Run it (three terminals)::
 
 The client prints each row (JSON) as its WORK_DATA arrives, then the result
 (``{"repository": ..., "rows": 20, "path": ...}``). ``gearpy-client submit --background ...`` and
-``gearpy-client status H:host:N`` show the progress (``numerator/denominator``) of a background job.
+``gearpy-client job-status H:host:N`` show the progress (``numerator/denominator``) of a background job.
 
 Failure paths:
 
