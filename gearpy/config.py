@@ -63,7 +63,7 @@ def parse_bool(value: object) -> bool:
 
 def field_default(cls: type, name: str) -> Any:
     """The default of dataclass field ``name`` of ``cls`` (calling its factory), for help texts."""
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if f.name == name:
             if f.default is not dataclasses.MISSING:
                 return f.default

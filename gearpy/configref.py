@@ -27,7 +27,8 @@ SHARED = {"servers", "workers_key"}
 
 def _load(path: str) -> type:
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    cls: type = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -52,11 +53,11 @@ def _type_name(tp: Any) -> str:
     return str(text).replace("typing.", "").replace(" | ", " or ")
 
 
-def _default(f: dataclasses.Field) -> Any:
+def _default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return None
 
 

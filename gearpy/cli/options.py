@@ -28,7 +28,7 @@ PORT = click.IntRange(1, 65535)
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class ServerAddress(click.ParamType):
+class ServerAddress(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2
     """``HOST[:PORT]`` (``[v6]:PORT``), checked at parse time so a bad port is a usage error."""
 
     name = "HOST[:PORT]"
@@ -134,7 +134,7 @@ def finish_help(
     Defaults come from ``config_cls`` (an option named like a field shows the field's default);
     ``extra_defaults`` covers options that are not settings. Flags without a setting show ``off``.
     """
-    fields = {f.name for f in dataclasses.fields(config_cls)}  # type: ignore[arg-type]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
     extra = extra_defaults or {}
     for param in command.params:
         if not isinstance(param, click.Option) or param.hidden or param.name in ("help", "version"):

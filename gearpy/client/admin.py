@@ -73,7 +73,11 @@ class Admin:
     """A connection to one server's admin protocol. Use as a context manager or :meth:`close`."""
 
     def __init__(
-        self, server: str = defaults.SERVER, *, timeout: float | None = defaults.ADMIN_TIMEOUT, ssl_context: Any = None
+        self,
+        server: str = defaults.SERVER,
+        *,
+        timeout: float | None = defaults.ADMIN_TIMEOUT,
+        ssl_context: Any = None,
     ) -> None:
         self.host, self.port = parse_server_address(server, DEFAULT_PORT)
         self.timeout = timeout

@@ -154,7 +154,7 @@ def command(name: str | None = None) -> Callable[[F], click.Command]:
 
     def decorate(f: F) -> click.Command:
         @click.pass_context
-        def run(ctx: click.Context, **kwargs: Any) -> Any:
+        def run(ctx: click.Context, /, **kwargs: Any) -> Any:
             return f(Ctx(ctx), **kwargs)
 
         run.__doc__ = f.__doc__
@@ -229,7 +229,7 @@ def submit(
     else:
         raw = (data or "").encode("utf-8")
     payload = payload_of(raw)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
 
     def on_data(ev: JobEvent) -> None:
         if not obj.as_json:
@@ -341,8 +341,8 @@ def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:
             errors.append(exc)
     if errors and len(errors) == len(servers):
         raise errors[0]
-    for exc in errors:
-        _fail(str(exc))
+    for error in errors:
+        _fail(str(error))
     obj.exit_code = exitcodes.UNREACHABLE if errors else exitcodes.OK
     return out
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gearpy import defaults
 from gearpy import config as _config
+from gearpy import defaults
 
 #: Where a client looks when nothing says otherwise: gearmand's default port on this host.
 DEFAULT_SERVERS = (defaults.SERVER,)

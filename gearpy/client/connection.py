@@ -97,7 +97,11 @@ class ServerConnection:
     """A lazily (re)connected connection to one server, safe to share between threads/greenlets."""
 
     def __init__(
-        self, address: str, *, connect_timeout: float | None = defaults.CONNECT_TIMEOUT, ssl_context: ssl.SSLContext | None = None
+        self,
+        address: str,
+        *,
+        connect_timeout: float | None = defaults.CONNECT_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -79,7 +79,7 @@ PROG = "gearpy-worker"
 @log_format_option()
 @print_config_option()
 @version_option(PROG)
-def command(config_file: str | None, print_config: bool, **flags: object) -> int:
+def command(config_file: str | None, print_config: bool, **flags: Any) -> int:
     """Run the @task functions of MODULE[:ATTR]... as a Gearman worker.
 
     MODULE is an importable module (the current directory is on the path) or a .py file; :ATTR picks
