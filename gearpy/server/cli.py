@@ -186,6 +186,7 @@ def command(
         shown["queue"] = redact_url(shown["queue"])
         click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
         return exitcodes.OK
+    check_queue(cfg.queue)  # the machine, not the settings: after --print-config
     from gearpy.server import gearmand_compat as compat
     from gearpy.server.store import open_store
 
@@ -206,13 +207,12 @@ def command(
 
 
 def check_configuration(cfg: ServerConfig, queue_opts: dict[str, str]) -> None:
-    """Find every configuration error that can be found without listening (ConfigError, exit 2)."""
+    """Check the settings themselves (ConfigError, exit 2); :func:`check_queue` then checks the machine."""
     from gearpy.metrics import parse_listen
 
     check_port(cfg.port)
     logs.parse_level(cfg.verbose)
     cfg.queue = queue_url(cfg.queue, queue_opts)
-    check_queue(cfg.queue)
     if cfg.metrics:
         parse_listen(cfg.metrics)
 
@@ -230,7 +230,10 @@ def queue_url(queue: str, opts: dict[str, str]) -> str:
 
 
 def check_queue(url: str) -> None:
-    """A SQLite file's directory must exist; a database store's driver must be installed."""
+    """A SQLite file's directory must exist; a database store's driver must be installed.
+
+    Not checked by ``--print-config``, which may run where the service's directories do not exist.
+    """
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("sqlite", "sqlite3"):
         from gearpy.server.stores.url import parse_url
