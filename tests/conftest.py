@@ -120,6 +120,20 @@ def tls_server_args(pki: Pki, *extra: str) -> list[str]:
 
 
 @pytest.fixture
+def tls_client_args(pki) -> list[str]:
+    """gearpy-worker/gearpy-client flags for TLS with the test CA and its client certificate."""
+    return [
+        "--ssl",
+        "--ssl-ca-file",
+        str(pki.ca),
+        "--ssl-certificate",
+        str(pki.client_cert),
+        "--ssl-key",
+        str(pki.client_key),
+    ]
+
+
+@pytest.fixture
 def tls_args(pki):
     """``tls_args(*extra)``: gearpy-server flags for TLS requiring test-CA client certificates."""
     return lambda *extra: tls_server_args(pki, *extra)

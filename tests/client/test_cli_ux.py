@@ -150,31 +150,19 @@ def test_top_quits_on_q_and_shows_the_hint(gearpy_server):
     assert out.rstrip().endswith(b"press q to quit")
 
 
-def _tls(pki) -> list[str]:
-    return [
-        "--ssl",
-        "--ssl-ca-file",
-        str(pki.ca),
-        "--ssl-certificate",
-        str(pki.client_cert),
-        "--ssl-key",
-        str(pki.client_key),
-    ]
-
-
-def test_cancel_and_top_use_tls_and_cancel_tries_the_next_server(tls_server, pki):
-    submitted = run("-s", tls_server.address, *_tls(pki), "submit", "-b", "tls_cancel", "x")
+def test_cancel_and_top_use_tls_and_cancel_tries_the_next_server(tls_server, tls_client_args):
+    submitted = run("-s", tls_server.address, *tls_client_args, "submit", "-b", "tls_cancel", "x")
     assert submitted.returncode == 0, submitted.stderr
     handle = submitted.stdout.decode().strip()
-    top = run("-s", tls_server.address, *_tls(pki), "top", "--once")
+    top = run("-s", tls_server.address, *tls_client_args, "top", "--once")
     assert top.returncode == 0, top.stderr
     assert any(
         line.split()[1:4] == ["tls_cancel", "0", "1"] for line in top.stdout.decode().splitlines()[3:4]
     )
     down = f"127.0.0.1:{free_port()}"
-    p = run("-s", down, "-s", tls_server.address, *_tls(pki), "cancel", handle)
+    p = run("-s", down, "-s", tls_server.address, *tls_client_args, "cancel", handle)
     assert (p.returncode, p.stdout) == (0, f"cancelled {handle}\n".encode()), p.stderr
-    p = run("-s", down, "-s", tls_server.address, *_tls(pki), "cancel", "H:nosuch:99")
+    p = run("-s", down, "-s", tls_server.address, *tls_client_args, "cancel", "H:nosuch:99")
     assert p.returncode == exitcodes.FAILURE
     assert (
         p.stderr

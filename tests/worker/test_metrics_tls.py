@@ -26,18 +26,12 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_worker_serves_over_tls_and_reports_metrics(tls_server, pki, start_worker):
+def test_worker_serves_over_tls_and_reports_metrics(tls_server, pki, tls_client_args, start_worker):
     mport = free_port()
     worker = start_worker(
         "-s",
         tls_server.address,
-        "--ssl",
-        "--ssl-ca-file",
-        str(pki.ca),
-        "--ssl-certificate",
-        str(pki.client_cert),
-        "--ssl-key",
-        str(pki.client_key),
+        *tls_client_args,
         "--metrics",
         f"127.0.0.1:{mport}",
         "wtasks",
