@@ -50,8 +50,8 @@ def run_main(command: click.Command, prog: str, argv: Sequence[str] | None = Non
     """Run a click command and exit with the documented code for whatever happens.
 
     The command may return an int (its exit code) or None (success). Errors that gearpy raises on
-    purpose are one line; anything else is logged with its traceback under ``gearpy`` (the log,
-    not the terminal) and reported as one line, exit 1.
+    purpose are one line; anything else is reported as one line, exit 1, and its traceback goes to
+    the program's log when it has one (server, worker), so a bug can still be diagnosed.
     """
     try:
         code = command.main(
@@ -66,6 +66,8 @@ def run_main(command: click.Command, prog: str, argv: Sequence[str] | None = Non
     except (click.ClickException, click.Abort, KeyboardInterrupt, GearpyError) as exc:
         fail(prog, message_of(exc), exit_code_of(exc))
     except Exception as exc:  # last resort: one line here, the details in the log
-        logging.getLogger("gearpy").debug("unexpected error in %s", prog, exc_info=True)
+        log = logging.getLogger("gearpy")
+        if log.handlers:  # the server and the worker log (to a file or the journal); the client does not
+            log.error("unexpected error in %s", prog, exc_info=True)
         fail(prog, message_of(exc), exitcodes.FAILURE)
     sys.exit(code if isinstance(code, int) else exitcodes.OK)
