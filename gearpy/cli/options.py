@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import yaml
 
 from gearpy import __version__, exitcodes
 from gearpy.config import ENV_PREFIX, field_default, parse_server_address
@@ -53,6 +54,11 @@ def print_config_option() -> Callable[[F], F]:
     return click.option(
         "--print-config", is_flag=True, help="Print the effective configuration (YAML) and exit."
     )
+
+
+def echo_config(section: str, settings: dict[str, Any]) -> None:
+    """``--print-config``'s output: the effective settings as the YAML section they would be read from."""
+    click.echo(yaml.safe_dump({section: settings}, sort_keys=False), nl=False)
 
 
 def config_option(sections: str, **kw: Any) -> Callable[[F], F]:

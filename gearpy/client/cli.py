@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import sys
+import termios
 import time
+import tty
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -26,6 +29,7 @@ from gearpy.cli.options import (
     CONTEXT_SETTINGS,
     client_tls_options,
     config_option,
+    echo_config,
     finish_help,
     print_config_option,
     servers_option,
@@ -36,6 +40,7 @@ from gearpy.client.admin import Admin
 from gearpy.client.client import Client
 from gearpy.client.config import ClientConfig, load_config
 from gearpy.client.job import Job, JobEvent
+from gearpy.client.top import render, take_snapshot
 from gearpy.config import as_dict
 from gearpy.errors import ConfigError, GearpyConnectionError, GearpyError, GearpyTimeoutError, ServerError
 
@@ -139,9 +144,7 @@ def cli(ctx: click.Context, print_config: bool) -> None:
     The options below may also follow the command (gearpy-client status -s gm1:4730 --json).
     """
     if print_config:
-        import yaml
-
-        click.echo(yaml.safe_dump({"client": as_dict(Ctx(ctx).config())}, sort_keys=False), nl=False)
+        echo_config("client", as_dict(Ctx(ctx).config()))
         ctx.exit(exitcodes.OK)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -484,10 +487,6 @@ TOP_HINT = "press q to quit"
 @click.option("--once", is_flag=True, help="Print one view and exit (for scripts).  [default: off]")
 def top(obj: Ctx, interval: float, once: bool) -> int:
     """A refreshing table of functions (queued by priority, running, workers, rate) and workers; q quits."""
-    import shutil
-
-    from gearpy.client.top import render, take_snapshot
-
     servers = obj.servers()
     previous = None
     with _keys() as read_key:
@@ -520,9 +519,6 @@ def _keys() -> Iterator[Callable[[float], str | None]]:
     fd = sys.stdin.fileno() if sys.stdin is not None else -1
     saved = None
     if fd >= 0 and os.isatty(fd):
-        import termios
-        import tty
-
         saved = termios.tcgetattr(fd)
         tty.setcbreak(fd)
     open_input = fd >= 0
@@ -544,8 +540,6 @@ def _keys() -> Iterator[Callable[[float], str | None]]:
         yield read_key
     finally:
         if saved is not None:
-            import termios
-
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 

@@ -17,11 +17,12 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from gearpy import exitcodes, logs
-from gearpy.cli.errors import run_main
+from gearpy.cli.errors import fail, run_main
 from gearpy.cli.options import (
     CONTEXT_SETTINGS,
     PORT,
     config_option,
+    echo_config,
     finish_help,
     log_format_option,
     print_config_option,
@@ -29,7 +30,13 @@ from gearpy.cli.options import (
 )
 from gearpy.config import as_dict, check_port, load, redact_url
 from gearpy.errors import ConfigError, StoreError
+from gearpy.metrics import parse_listen
+from gearpy.server import gearmand_compat as compat
 from gearpy.server.config import ServerConfig
+from gearpy.server.io import run as serve
+from gearpy.server.store import open_store
+from gearpy.server.stores import gearmand_queue_url
+from gearpy.server.stores.url import parse_url
 
 PROG = "gearpy-server"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -180,16 +187,11 @@ def command(
     cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
     check_configuration(cfg, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
     if print_config:
-        import yaml
-
         shown = as_dict(cfg)
         shown["queue"] = redact_url(shown["queue"])
-        click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
+        echo_config("server", shown)
         return exitcodes.OK
     check_queue(cfg.queue)  # the machine, not the settings: after --print-config
-    from gearpy.server import gearmand_compat as compat
-    from gearpy.server.store import open_store
-
     if file_descriptors:
         compat.set_file_descriptors(file_descriptors)
     logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
@@ -199,17 +201,13 @@ def command(
         store = open_store(cfg.queue, table=cfg.queue_table)
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
-    from gearpy.server.io import run
-
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
-    return run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind)
+    return serve(cfg, store, logs.reopen, ready=ready, after_bind=after_bind)
 
 
 def check_configuration(cfg: ServerConfig, queue_opts: dict[str, str]) -> None:
     """Check the settings themselves (ConfigError, exit 2); :func:`check_queue` then checks the machine."""
-    from gearpy.metrics import parse_listen
-
     check_port(cfg.port)
     logs.parse_level(cfg.verbose)
     cfg.queue = queue_url(cfg.queue, queue_opts)
@@ -224,8 +222,6 @@ def queue_url(queue: str, opts: dict[str, str]) -> str:
     name = queue.lower()
     if name in ("builtin", "memory", ""):
         return "memory://"
-    from gearpy.server.stores import gearmand_queue_url
-
     return gearmand_queue_url(name, opts)
 
 
@@ -236,8 +232,6 @@ def check_queue(url: str) -> None:
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("sqlite", "sqlite3"):
-        from gearpy.server.stores.url import parse_url
-
         rest = url.split(":", 1)[1]
         if rest.startswith("/") and not rest.startswith("//"):
             raise ConfigError(
@@ -267,11 +261,8 @@ finish_help(command, ServerConfig, "server")
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point: gearmand's --config-file first, then the command."""
-    from gearpy.cli.errors import fail
-    from gearpy.server.gearmand_compat import expand_config_file
-
     try:
-        args = expand_config_file(sys.argv[1:] if argv is None else argv)
+        args = compat.expand_config_file(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         fail(PROG, str(exc), exitcodes.USAGE)
     run_main(command, PROG, args)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
+from gevent import monkey
 
 from gearpy import logs
 from gearpy.cli.errors import fail, run_main
@@ -25,6 +26,7 @@ from gearpy.cli.options import (
     CONTEXT_SETTINGS,
     client_tls_options,
     config_option,
+    echo_config,
     finish_help,
     log_format_option,
     print_config_option,
@@ -36,7 +38,9 @@ from gearpy.errors import ConfigError
 from gearpy.metrics import parse_listen
 from gearpy.worker.config import EXIT_IMPORT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, WorkerConfig, load_config
 from gearpy.worker.loader import TaskImportError, load_tasks, select_tasks
-from gearpy.worker.metrics import DEFAULT_WORKER_METRICS_PORT
+from gearpy.worker.metrics import DEFAULT_WORKER_METRICS_PORT, WorkerMetrics
+from gearpy.worker.prefork import Supervisor
+from gearpy.worker.runtime import Worker
 
 PROG = "gearpy-worker"
 
@@ -90,9 +94,7 @@ def command(config_file: str | None, print_config: bool, **flags: Any) -> int:
     if cfg.metrics:
         parse_listen(cfg.metrics, DEFAULT_WORKER_METRICS_PORT)
     if print_config:
-        import yaml
-
-        click.echo(yaml.safe_dump({"worker": as_dict(cfg)}, sort_keys=False), nl=False)
+        echo_config("worker", as_dict(cfg))
         return EXIT_OK
     logs.configure(cfg.log_level, cfg.log_format)
     return run(cfg)
@@ -103,8 +105,6 @@ finish_help(command, WorkerConfig, "worker")
 
 def run(cfg: WorkerConfig) -> int:
     """Import the tasks, then serve them in this process or under a prefork supervisor."""
-    from gearpy.worker.runtime import Worker
-
     if not cfg.modules:
         raise ConfigError("no task module given (MODULE[:ATTR] arguments, GEARPY_MODULES or 'modules:')")
     try:
@@ -115,8 +115,6 @@ def run(cfg: WorkerConfig) -> int:
     def make_worker(slot: int) -> Worker:
         worker = Worker.from_config(tasks, cfg)
         if cfg.metrics:
-            from gearpy.worker.metrics import WorkerMetrics
-
             host, port = parse_listen(cfg.metrics, DEFAULT_WORKER_METRICS_PORT)
             worker.metrics = WorkerMetrics(worker)
             worker.metrics.serve((host, port + slot))  # --processes: one port per process
@@ -129,8 +127,6 @@ def run(cfg: WorkerConfig) -> int:
             return EXIT_INTERRUPTED
         return code
 
-    from gearpy.worker.prefork import Supervisor
-
     def child_main(parent_pid: int, slot: int) -> int:
         worker = make_worker(slot)
         worker.watch_parent(parent_pid)
@@ -141,8 +137,6 @@ def run(cfg: WorkerConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point: patch the process for gevent, then run the command."""
-    from gevent import monkey
-
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
     run_main(command, PROG, argv)
