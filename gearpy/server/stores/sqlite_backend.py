@@ -16,6 +16,7 @@ Settings and why:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any
 
@@ -56,7 +57,8 @@ class SqliteBackend(SqlBackend):
         self.durability = _SYNC_LEVELS[self.synchronous]
 
     def connect(self) -> None:
-        # The directory is not created: a typo in the path must not start an empty queue.
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
