@@ -192,6 +192,7 @@ def command(
         echo_config("server", shown)
         return exitcodes.OK
     check_queue(cfg.queue)  # the machine, not the settings: after --print-config
+    check_pid_file(cfg.pid_file)
     if file_descriptors:
         compat.set_file_descriptors(file_descriptors)
     logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
@@ -223,6 +224,15 @@ def queue_url(queue: str, opts: dict[str, str]) -> str:
     if name in ("builtin", "memory", ""):
         return "memory://"
     return gearmand_queue_url(name, opts)
+
+
+def check_pid_file(path: str | None) -> None:
+    """The pid file is written once the server listens: its directory must be writable before that."""
+    if not path:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise ConfigError(f"cannot write pid file {path}: directory {directory} is missing or not writable")
 
 
 def check_queue(url: str) -> None:

@@ -115,6 +115,14 @@ def test_bad_metrics_address_is_found_before_listening():
     assert "listening" not in out.stderr and "Traceback" not in out.stderr
 
 
+def test_pid_file_directory_is_checked_before_listening(tmp_path):
+    pid = tmp_path / "missing" / "gearpy.pid"
+    assert_refused(
+        run_cli("-p", str(free_port()), "-P", str(pid)),
+        f"gearpy-server: cannot write pid file {pid}: directory {pid.parent} is missing or not writable",
+    )
+
+
 def test_tls_and_admin_errors_are_configuration_errors():
     assert_refused(
         run_cli("-p", str(free_port()), "--ssl"), "gearpy-server: --ssl needs --ssl-certificate and --ssl-key"
