@@ -132,25 +132,20 @@ def show(value: Any) -> str:
     return str(value)
 
 
-def finish_help(
-    command: click.Command, config_cls: type, program: str, extra_defaults: dict[str, Any] | None = None
-) -> None:
+def finish_help(command: click.Command, config_cls: type, program: str) -> None:
     """Show every option's default in one style and append exit codes and environment variables.
 
-    Defaults come from ``config_cls`` (an option named like a field shows the field's default);
-    ``extra_defaults`` covers options that are not settings. Flags without a setting show ``off``.
+    Defaults come from ``config_cls`` (an option named like a field shows the field's default); a
+    help text may state its own ``[default: ...]``; other flags show ``off``, other options ``none``.
     """
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    extra = extra_defaults or {}
     for param in command.params:
         if not isinstance(param, click.Option) or param.hidden or param.name in ("help", "version"):
             continue
         name = param.name or ""
         if "[default:" in (param.help or ""):
             continue
-        if name in extra:
-            text = show(extra[name])
-        elif name in fields:
+        if name in fields:
             text = show(field_default(config_cls, name))
         else:
             text = "off" if param.is_flag else "none"

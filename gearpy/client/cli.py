@@ -544,7 +544,7 @@ def _keys() -> Iterator[Callable[[float], str | None]]:
 
 
 for _cmd in [cli, *cli.commands.values()]:
-    finish_help(_cmd, ClientConfig, "client", {"print_config": False, "as_json": False})
+    finish_help(_cmd, ClientConfig, "client")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
