@@ -21,6 +21,8 @@ from gearpy.errors import (
 from gearpy.protocol import PacketType
 from gearpy.testing import free_port
 
+from support.servers import server_of
+
 T = PacketType
 
 
@@ -206,9 +208,7 @@ def test_outcome_unknown_when_server_killed_mid_job(gearman_server, raw_worker):
 
 
 def test_unique_picks_server_by_stable_hash_and_fails_over(gearman_server, tmp_path):
-    from gearpy.testing import ServerProcess, gearmand_argv
-
-    other = ServerProcess(gearmand_argv(tmp_path)).start()
+    other = server_of("gearmand", tmp_path).start()
     try:
         servers = [gearman_server.address, other.address]
         with Client(servers) as client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from gearpy.testing import require_tool
+from support.external import require_tool
 
 WORKER = r"""
 use strict; use warnings;

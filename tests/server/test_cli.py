@@ -12,7 +12,10 @@ import time
 import yaml
 
 from gearpy.protocol import Decoder, PacketType, encode_request
-from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
+
+from support.raw import admin_line
+from support.waits import wait_until
 
 SERVER = [sys.executable, "-m", "gearpy.server"]
 
@@ -32,14 +35,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 20) -> subproc
 
 def admin(address: tuple[str, int], line: bytes) -> bytes:
     with socket.create_connection(address, timeout=5) as s:
-        s.sendall(line)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return admin_line(s, line)
 
 
 def test_print_config_layers_defaults_file_env_flags(tmp_path):
@@ -103,7 +99,9 @@ def test_sigterm_stops_cleanly_and_removes_pid_file(tmp_path):
     pid_file = tmp_path / "gearpy.pid"
     server = ServerProcess(gearpy_server_argv("--pid-file", str(pid_file))).start()
     try:
-        assert int(pid_file.read_text()) == server.proc.pid
+        # the server writes its pid file just after it starts listening: wait for it (bounded)
+        pid_text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the pid file", timeout=10)
+        assert int(pid_text) == server.proc.pid
         reply = admin((server.host, server.port), b"getpid\n")
         assert reply == b"OK %d\n" % server.proc.pid
     finally:
@@ -161,8 +159,6 @@ def test_env_listen_and_port_are_used():
         stderr=subprocess.STDOUT,
     )
     try:
-        from gearpy.testing import wait_for_port
-
         wait_for_port("127.0.0.1", port, proc=proc)
         assert admin(("127.0.0.1", port), b"version\n").startswith(b"OK ")
     finally:

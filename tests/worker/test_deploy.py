@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from gearpy.testing import require_tool
+from support.external import require_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

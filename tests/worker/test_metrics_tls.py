@@ -13,7 +13,7 @@ from gearpy.client.config import ClientConfig
 from gearpy.errors import JobFailed
 from gearpy.testing import free_port
 
-from .conftest import wait_until
+from support.waits import wait_until
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A raw-socket Gearman worker process for robustness tests and ``scripts/soak.py``.
+"""A raw-socket Gearman worker process for fault tests (``support.workers``) and ``scripts/soak.py``.
 
 Speaks the protocol with :mod:`gearpy.protocol` only (no gearpy worker runtime), so fault tests do
 not depend on the code under test beyond the server. What it does with a job depends on the
