@@ -160,6 +160,27 @@ def service_of(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
 
 
 
+# ---------------------------------------------------------------- markers
+
+INTEROP_FIXTURES = {"gearmand_server", "gearman_worker"}  # the real gearmand; libgearman's `gearman -w`
+STORE_FIXTURES = {"service", "server_service"}  # parametrized by store kind; all but sqlite are services
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what a test's fixtures imply: gearmand or libgearman tools -> interop; a database -> external.
+
+    Tests that call a third-party tool themselves carry the marker in their module (see tests/README.md).
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if fixtures & INTEROP_FIXTURES or params.get("gearman_server") == "gearmand":
+            item.add_marker(pytest.mark.interop)
+        if any(params.get(name, "sqlite") != "sqlite" for name in fixtures & STORE_FIXTURES):
+            item.add_marker(pytest.mark.external)
+
+
 # ---------------------------------------------------------------- CI rule
 
 

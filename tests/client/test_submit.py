@@ -152,6 +152,7 @@ def test_codecs_round_trip_through_worker(gearman_server, raw_worker, codec):
     assert submit("echo", obj, codec=codec, servers=[gearman_server.address], timeout=10) == obj
 
 
+@pytest.mark.slow
 def test_result_timeout_leaves_job_waiting(gearman_server):
     with Client([gearman_server.address]) as client:
         job = client.submit("nobody-home", "x")
@@ -192,6 +193,7 @@ def test_server_refusal_is_server_error(gearman_server):
     assert info.value.code == "QUEUE_ERROR"
 
 
+@pytest.mark.slow
 def test_outcome_unknown_when_server_killed_mid_job(gearman_server, raw_worker):
     grabbed = threading.Event()
     raw_worker(gearman_server, "hang", lambda w, h, p: grabbed.set())
@@ -228,6 +230,7 @@ def test_unique_picks_server_by_stable_hash_and_fails_over(gearman_server, tmp_p
         other.stop()
 
 
+@pytest.mark.slow
 def test_close_from_another_thread_wakes_a_waiting_reader(gearman_server):
     client = Client([gearman_server.address])
     job = client.submit("nobody-home", "x")

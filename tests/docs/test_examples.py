@@ -80,6 +80,7 @@ def poll_status(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_webapp_worker_and_poll_status(gearpy_server, gearpy_worker, webapp, tmp_path):
     gearpy_worker("--key", KEY, str(EXAMPLES / "report_worker.py"), env={"REPORT_DIR": str(tmp_path)})
     wait_for_worker(gearpy_server.address, f"{KEY}-generate_report", timeout=WAIT)
@@ -116,6 +117,7 @@ def test_webapp_rejects_bad_requests(webapp):
     assert http("GET", f"{webapp}/nowhere")[0] == 404
 
 
+@pytest.mark.slow
 def test_poll_status_exit_codes(gearpy_server):
     # A handle no server knows is reported done at once (finished jobs are forgotten too).
     gone = poll_status("-s", gearpy_server.address, "H:nowhere:1")

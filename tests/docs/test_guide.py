@@ -26,6 +26,7 @@ def test_guide_has_python_client_snippets() -> None:
     assert len(CLIENT_BLOCKS) >= 2
 
 
+@pytest.mark.slow
 def test_python_snippets_run(gearpy_server, gearpy_worker, monkeypatch, capsys) -> None:
     tasks = str(ROOT / "examples" / "tasks.py")
     gearpy_worker(tasks)

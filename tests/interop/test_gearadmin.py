@@ -15,6 +15,8 @@ from gearpy.testing import ServerProcess
 from support.external import require_tool
 from support.servers import server_of
 
+pytestmark = pytest.mark.interop
+
 T = PacketType
 ARGS = ("--job-handle-prefix=H:adm", "--verbose=INFO")
 

@@ -10,6 +10,8 @@ from gearpy.protocol import PacketType
 
 from support.external import require_tool
 
+pytestmark = pytest.mark.interop
+
 T = PacketType
 
 

@@ -11,6 +11,8 @@ from gearpy.protocol import PacketType
 
 from support.external import external_required, require_tool
 
+pytestmark = pytest.mark.interop
+
 T = PacketType
 
 WORKER = r"""

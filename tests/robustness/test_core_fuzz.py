@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter, deque
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -404,8 +405,9 @@ SETTINGS = settings(
 )
 CoreMachine.TestCase.settings = SETTINGS
 DurableCoreMachine.TestCase.settings = SETTINGS
-TestCoreFuzz = CoreMachine.TestCase
-TestDurableCoreFuzz = DurableCoreMachine.TestCase
+# 200 random programs each: seconds, so outside the fast lane (the regressions below stay in it)
+TestCoreFuzz = pytest.mark.slow(CoreMachine.TestCase)
+TestDurableCoreFuzz = pytest.mark.slow(DurableCoreMachine.TestCase)
 
 
 # ---------------------------------------------------------------------------- bugs found above

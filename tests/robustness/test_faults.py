@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from gearpy.client import Client
 from gearpy.errors import JobFailed
 from gearpy.protocol import Packet, encode_request
@@ -20,6 +22,8 @@ from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
 from support.raw import T, connect, echo_ok, read_packets, status
 from support.waits import wait_until
 from support.workers import start_raw_worker, stop_procs, worker_log
+
+pytestmark = pytest.mark.slow
 
 
 def starts(log, payload: str) -> list[dict]:

@@ -85,6 +85,7 @@ def _flood_without_reading(sock: socket.socket, make_packet, total: int) -> tupl
     return sent, closed_by_server(sock, 2.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["echo", "foreground-jobs"])
 def test_client_that_never_reads_is_disconnected(make_server, tmp_path, kind):
     # Replies a peer leaves unread are bounded by --max-output-buffer; the jobs it queues are
@@ -153,6 +154,7 @@ def test_max_connections_refuses_the_next_one(make_server):
         s.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("partial", [header(T.ECHO_REQ, 10)[:6], header(T.ECHO_REQ, 10) + b"abc", b"stat"])
 def test_packet_timeout_closes_a_half_sent_packet(make_server, partial):
     server = make_server("--packet-timeout", "1")
@@ -168,6 +170,7 @@ def test_packet_timeout_closes_a_half_sent_packet(make_server, partial):
     idle.close()
 
 
+@pytest.mark.slow
 def test_packet_timeout_bounds_a_drip_fed_packet(make_server):
     server = make_server("--packet-timeout", "1")
     s = connect(server)

@@ -113,6 +113,7 @@ def fuzz_connection(server, rng: random.Random) -> None:
         s.close()
 
 
+@pytest.mark.slow
 def test_live_fuzz_leaves_a_working_server(tmp_path):
     server = ServerProcess(gearpy_server_argv("--packet-timeout", "2")).start()
     procs = []

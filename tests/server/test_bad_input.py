@@ -88,6 +88,7 @@ def test_oversized_packet_gets_an_error_then_a_close(gearpy_server, bystander):
     assert "exceeds" in gearpy_server.log()
 
 
+@pytest.mark.slow
 def test_answers_that_keep_the_connection(gearpy_server, bystander):
     s = connect(gearpy_server)
     s.sendall(encode(T.ECHO_REQ, b"x"))  # \0RES magic
@@ -107,6 +108,7 @@ def test_answers_that_keep_the_connection(gearpy_server, bystander):
     s.close()
 
 
+@pytest.mark.slow
 def test_truncated_packet_then_disconnect(gearpy_server, bystander):
     for cut in (1, 5, 11, 12, 20):
         s = connect(gearpy_server)
@@ -118,6 +120,7 @@ def test_truncated_packet_then_disconnect(gearpy_server, bystander):
     assert bystander.recv(1024) == b".\n"
 
 
+@pytest.mark.slow
 def test_disconnect_mid_job_and_mid_admin(gearpy_server, bystander):
     w = connect(gearpy_server)
     w.sendall(encode_request(T.CAN_DO, b"f"))
@@ -135,6 +138,7 @@ def test_disconnect_mid_job_and_mid_admin(gearpy_server, bystander):
     echo_ok(bystander)
 
 
+@pytest.mark.slow
 def test_random_garbage_connections(gearpy_server, bystander):
     rng = random.Random(4730)
     for i in range(40):
@@ -150,6 +154,7 @@ def test_random_garbage_connections(gearpy_server, bystander):
     echo_ok(bystander)
 
 
+@pytest.mark.slow
 def test_bystander_unaffected_by_large_valid_packet(gearpy_server, bystander):
     s = connect(gearpy_server)
     body = b"z" * (2 * 1024 * 1024)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from gearpy.protocol import Decoder, PacketType, encode_request
@@ -78,6 +79,7 @@ def test_bad_verbose_level_is_rejected():
     assert "CHATTY" in out.stderr
 
 
+@pytest.mark.slow
 def test_port_in_use_exits_1_with_one_line():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,6 +97,7 @@ def test_version_flag():
     assert out.stdout.startswith("gearpy-server ")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_removes_pid_file(tmp_path):
     pid_file = tmp_path / "gearpy.pid"
     server = ServerProcess(gearpy_server_argv("--pid-file", str(pid_file))).start()
@@ -111,6 +114,7 @@ def test_sigterm_stops_cleanly_and_removes_pid_file(tmp_path):
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.slow
 def test_sigusr1_drains_then_exits(tmp_path):
     server = ServerProcess(gearpy_server_argv()).start()
     addr = (server.host, server.port)
@@ -150,6 +154,7 @@ def test_sigusr1_drains_then_exits(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_env_listen_and_port_are_used():
     port = free_port()
     proc = subprocess.Popen(
@@ -167,6 +172,7 @@ def test_env_listen_and_port_are_used():
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_sighup_reopens_log_file(tmp_path):
     log_file = tmp_path / "server.log"
     server = ServerProcess(gearpy_server_argv("--log-file", str(log_file), "--verbose", "INFO")).start()
@@ -187,6 +193,7 @@ def test_sighup_reopens_log_file(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_max_queued_bytes_refuses_new_jobs_with_queue_error_and_keeps_the_rest():
     server = ServerProcess(gearpy_server_argv("--max-queued-bytes", "1000")).start()
     try:

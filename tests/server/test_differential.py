@@ -20,6 +20,8 @@ from gearpy.testing import ServerProcess
 from support.raw import Session
 from support.servers import server_of
 
+pytestmark = pytest.mark.interop
+
 T = PacketType
 PREFIX = "H:diff"
 TIMEOUT = 10.0

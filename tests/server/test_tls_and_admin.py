@@ -29,6 +29,7 @@ def tls_server(tls_args):
     server.stop()
 
 
+@pytest.mark.slow
 def test_tls_client_with_certificate_is_served(tls_server, pki):
     ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
     with socket.create_connection((tls_server.host, tls_server.port), timeout=5) as raw:
@@ -37,6 +38,7 @@ def test_tls_client_with_certificate_is_served(tls_server, pki):
             assert echo(tls, b"x" * 100_000) == b"x" * 100_000
 
 
+@pytest.mark.slow
 def test_plaintext_and_wrong_certificates_are_refused_while_others_are_served(tls_server, pki):
     good_ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
     addr = (tls_server.host, tls_server.port)
@@ -85,6 +87,7 @@ def test_server_context_requires_tls_1_2_and_client_certificates(pki):
     assert make_server_ssl_context(cfg).verify_mode == ssl.CERT_REQUIRED
 
 
+@pytest.mark.slow
 def test_ssl_without_certificate_is_a_clear_startup_error():
     import subprocess
     import sys
@@ -100,6 +103,7 @@ def test_ssl_without_certificate_is_a_clear_startup_error():
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_mutating_admin_commands_follow_the_certificate_acl(tls_server, pki):
     ops = client_context(pki.ca, pki.client_cert, pki.client_key)
     addr = (tls_server.host, tls_server.port)

@@ -16,6 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "report_worker.py"
 TIMEOUT = 30.0
 
 
+@pytest.mark.slow
 def test_report_worker(gearman_server, start_worker, tmp_path):
     start_worker(
         "-s",

@@ -14,6 +14,8 @@ from gearpy.worker.config import EXIT_HARD_STOP, EXIT_OK, EXIT_RECYCLED
 
 from support.waits import function_status, wait_for_worker, wait_until
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 30.0
 
 

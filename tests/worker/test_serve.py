@@ -18,6 +18,7 @@ from support.waits import function_status, wait_for_worker
 TIMEOUT = 20.0
 
 
+@pytest.mark.interop
 def test_gearman_cli_client(gearman_server, start_worker):
     gearman = require_tool("gearman")
     start_worker("-s", gearman_server.address, "wtasks")
@@ -34,6 +35,7 @@ def test_gearman_cli_client(gearman_server, start_worker):
     assert b"50% Complete" in out.stdout
 
 
+@pytest.mark.interop
 def test_gearman_cli_sees_fail_without_exceptions(gearman_server, start_worker):
     """--no-exceptions: a raised exception is a bare WORK_FAIL, which libgearman clients understand
     on both servers (gearmand turns WORK_EXCEPTION into a WORK_FAIL they never match)."""
@@ -65,6 +67,7 @@ echo json_encode($out);
 """
 
 
+@pytest.mark.interop
 def test_php_client(gearman_server, start_worker):
     php = require_tool("php")
     import json
@@ -84,6 +87,7 @@ def test_php_client(gearman_server, start_worker):
     assert got["refuse_failed"] is True
 
 
+@pytest.mark.slow
 def test_outcomes_with_gearpy_client(gearman_server, start_worker):
     start_worker("-s", gearman_server.address, "wtasks")
     wait_for_worker(gearman_server, "too_slow")
