@@ -109,24 +109,24 @@ def tls_server(pki: Pki) -> Iterator[ServerProcess]:
 # ---------------------------------------------------------------- queue stores
 
 
-@pytest.fixture(params=KINDS)
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    """Each store kind in turn, with a private table/prefix dropped afterwards."""
-    svc = make_service(request.param, tmp_path)
+def _private_service(kind: str, tmp_path: Path) -> Iterator[Service]:
+    svc = make_service(kind, tmp_path)
     try:
         yield svc
     finally:
         svc.cleanup()
+
+
+@pytest.fixture(params=KINDS)
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    """Each store kind in turn, with a private table/prefix dropped afterwards."""
+    yield from _private_service(request.param, tmp_path)
 
 
 @pytest.fixture(params=[k for k in KINDS if k != "sqlite"])
 def server_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
     """The client/server databases only (MariaDB, PostgreSQL, Redis)."""
-    svc = make_service(request.param, tmp_path)
-    try:
-        yield svc
-    finally:
-        svc.cleanup()
+    yield from _private_service(request.param, tmp_path)
 
 
 @pytest.fixture
