@@ -12,10 +12,10 @@ import time
 import pytest
 import yaml
 
-from gearpy.protocol import Decoder, PacketType, encode_request
+from gearpy.protocol import PacketType, encode_request
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
 
-from support.raw import admin_line
+from support.raw import admin_line, read_packets
 from support.waits import wait_until
 
 SERVER = [sys.executable, "-m", "gearpy.server"]
@@ -123,9 +123,7 @@ def test_sigusr1_drains_then_exits(tmp_path):
         worker.sendall(encode_request(PacketType.CAN_DO, b"slow"))
         client = socket.create_connection(addr, timeout=5)
         client.sendall(encode_request(PacketType.SUBMIT_JOB_BG, b"slow", b"", b"x"))
-        dec = Decoder()
-        dec.feed(client.recv(4096))
-        created = dec.next_event()
+        [created] = read_packets(client, 1)
         assert created.kind == PacketType.JOB_CREATED
         server.signal(signal.SIGUSR1)
         # New connections are refused once draining starts...
@@ -142,9 +140,7 @@ def test_sigusr1_drains_then_exits(tmp_path):
         # ...but the process stays up while a job is left, and existing connections still work.
         assert server.proc.poll() is None
         worker.sendall(encode_request(PacketType.GRAB_JOB))
-        wdec = Decoder()
-        wdec.feed(worker.recv(4096))
-        assign = wdec.next_event()
+        [assign] = read_packets(worker, 1)
         assert assign.kind == PacketType.JOB_ASSIGN
         worker.sendall(encode_request(PacketType.WORK_COMPLETE, assign.args[0], b"done"))
         assert server.proc.wait(10) == 0
@@ -200,11 +196,7 @@ def test_max_queued_bytes_refuses_new_jobs_with_queue_error_and_keeps_the_rest()
         with socket.create_connection((server.host, server.port), timeout=5) as s:
             for _ in range(3):
                 s.sendall(encode_request(PacketType.SUBMIT_JOB_BG, b"f", b"", b"x" * 400))
-            dec = Decoder()
-            events = []
-            while len(events) < 3:
-                dec.feed(s.recv(4096))
-                events.extend(dec.events())
+            events = read_packets(s, 3)
         kinds = [e.kind for e in events]
         assert kinds == [PacketType.JOB_CREATED, PacketType.JOB_CREATED, PacketType.ERROR]
         assert events[2].args[0] == b"QUEUE_ERROR"

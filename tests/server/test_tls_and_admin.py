@@ -8,11 +8,11 @@ import urllib.request
 
 import pytest
 
-from gearpy.protocol import Decoder, PacketType, encode_request
+from gearpy.protocol import PacketType, encode_request
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
 
 from support.pki import client_context
-from support.raw import admin_line, echo, exchange
+from support.raw import admin_line, echo, exchange, read_packets
 
 T = PacketType
 
@@ -135,9 +135,7 @@ def test_metrics_endpoint_reports_gearman_gauges_and_health():
         with socket.create_connection((server.host, server.port), timeout=5) as s:
             s.sendall(encode_request(T.CAN_DO, b"resize"))
             s.sendall(encode_request(T.SUBMIT_JOB_HIGH_BG, b"resize", b"", b"img"))
-            dec = Decoder()
-            while dec.next_event() is None:
-                dec.feed(s.recv(4096))
+            read_packets(s, 1)  # JOB_CREATED: the job is queued
             body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         assert "gearman_up 1.0" in body
         assert 'gearman_jobs{function="resize"} 1.0' in body
