@@ -233,8 +233,8 @@ class Client:
         built: list[tuple[Job, bytes, list[str]]] = []
         for req in requests:
             spec = dict(defaults)
-            if isinstance(req, Mapping):
-                spec.update(req)
+            if isinstance(req, Mapping):  # a None in a request is "not given": the default stands
+                spec.update({k: v for k, v in req.items() if v is not None})
             else:
                 spec["function"], spec["payload"] = req
             job, packet = self._build(spec.pop("function"), spec.pop("payload", b""), **spec)
