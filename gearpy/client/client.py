@@ -32,6 +32,7 @@ from gearpy.codecs import Codec, get_codec
 from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyError
 from gearpy.keys import apply_key
+from gearpy.packetlimit import check_packets
 from gearpy.protocol import PacketType, encode_request
 from gearpy.transport import client_ssl_context
 
@@ -197,6 +198,7 @@ class Client:
             packet = encode_request(T.SUBMIT_JOB_EPOCH, wire, uniq, str(epoch_of(when)).encode(), data)
         else:
             packet = encode_request(SUBMIT_TYPES[priority, background], wire, uniq, data)
+        check_packets(packet, self.config.max_packet_size)
         return job, packet
 
     def submit(
