@@ -65,7 +65,7 @@ def _sqlite(url: StoreURL, opts: dict[str, object]) -> Backend:
 
 def _name(url: StoreURL, default_port: int, detail: str) -> str:
     """A log-safe name: scheme, user, host, port, database; never the password."""
-    user = f"{url.user}:***@" if url.password else (f"{url.user}@" if url.user else "")
+    user = f"{url.user or ''}:***@" if url.password else (f"{url.user}@" if url.user else "")
     return f"{url.scheme}://{user}{url.host or '127.0.0.1'}:{url.port or default_port}/{url.path} {detail}"
 
 

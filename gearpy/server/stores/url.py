@@ -76,7 +76,10 @@ def parse_url(url: str) -> StoreURL:
         if not path:
             raise ConfigError("sqlite queue URL needs a file path, e.g. sqlite:///var/lib/gearpy/queue.db")
         return StoreURL(scheme, None, None, None, None, path, dict(parse_qsl(query)), url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unbalanced [ or ]
+        raise ConfigError(f"queue store URL {redact_url(url)!r} is malformed: {exc}") from None
     try:
         port = parts.port
     except ValueError:
