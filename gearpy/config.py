@@ -202,6 +202,20 @@ def scrub(text: str, *urls: str) -> str:
     return text
 
 
+def require_ssl_for_tls_files(ssl: bool, **files: str | None) -> None:
+    """Refuse TLS files given without ``ssl``: that connection would silently be plaintext.
+
+    A client or worker handed a CA file and a certificate means to use TLS; connecting in the clear
+    instead would send its jobs (and trust) unprotected, so it is a :class:`ConfigError`.
+    """
+    given = [name for name, value in files.items() if value]
+    if given and not ssl:
+        raise ConfigError(
+            f"{', '.join(given)} given without ssl: the connection would be plaintext; add --ssl "
+            "(GEARPY_SSL=1, or ssl: true in the config file) or drop them"
+        )
+
+
 def parse_server_address(text: str, default_port: int = 4730) -> tuple[str, int]:
     """Parse ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into (host, port)."""
     text = text.strip()

@@ -51,6 +51,14 @@ class ClientConfig:
     #: sending. The server's default; raise both together (``GEARPY_MAX_PACKET_SIZE`` sets both).
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
 
+    def __post_init__(self) -> None:
+        _config.require_ssl_for_tls_files(
+            self.ssl,
+            ssl_ca_file=self.ssl_ca_file,
+            ssl_certificate=self.ssl_certificate,
+            ssl_key=self.ssl_key,
+        )
+
 
 def load_config(
     config_file: str | os.PathLike[str] | None = None,

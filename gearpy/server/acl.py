@@ -40,7 +40,7 @@ def _pattern(where: str, value: object) -> re.Pattern[bytes]:
     items = value if isinstance(value, list) else [value]
     for item in items:
         if not isinstance(item, str):
-            kind = "nothing" if item is None else f"a {type(item).__name__} ({item!r})"
+            kind = "empty" if item is None else f"{item!r}, not text"
             raise ConfigError(
                 f"acl: {where} is {kind}; give a pattern or a list of patterns, quoted if in doubt, "
                 "or leave the permission out to allow nothing"

@@ -193,11 +193,8 @@ def command(
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
-        if cfg.acl_file and not cfg.ssl_ca_file:
-            logging.getLogger("gearpy.server").warning(
-                "--acl-file without --ssl-ca-file: no client presents a certificate, so every peer "
-                "gets the ACL's '*' entry (add --ssl with --ssl-ca-file to tell clients apart)"
-            )
+        if cfg.acl_file:
+            _check_acl(cfg)
         if syslog:
             compat.add_syslog()
         from gearpy.server.store import open_store
@@ -210,6 +207,18 @@ def command(
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
+
+
+def _check_acl(cfg: ServerConfig) -> None:
+    """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
+    from gearpy.server.acl import FunctionAcl
+
+    FunctionAcl.load(cfg.acl_file or "")
+    if not cfg.ssl_ca_file:
+        logging.getLogger("gearpy.server").warning(
+            "--acl-file without --ssl-ca-file: no client presents a certificate, so every peer "
+            "gets the ACL's '*' entry (add --ssl with --ssl-ca-file to tell clients apart)"
+        )
 
 
 def _queue_url(queue: str, opts: dict[str, str]) -> str:

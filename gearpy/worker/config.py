@@ -133,6 +133,9 @@ class WorkerConfig:
             raise ConfigError("shutdown_timeout must be >= 0 seconds")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: {self.log_format!r} is not text or json")
+        _config.require_ssl_for_tls_files(
+            self.ssl, ssl_ca_file=self.ssl_ca_file, ssl_certificate=self.ssl_certificate, ssl_key=self.ssl_key
+        )
 
 
 def load_config(
