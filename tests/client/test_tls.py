@@ -64,23 +64,16 @@ def test_tls_files_without_ssl_are_refused_not_sent_in_plaintext(gearpy_server, 
         "GEARPY_SSL_CERTIFICATE": str(pki.client_cert),
         "GEARPY_SSL_KEY": str(pki.client_key),
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "gearpy.client", "-s", gearpy_server.address, "ping"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+
+    def ping() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "gearpy.client", "-s", gearpy_server.address, "ping"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+    out = ping()
     assert out.returncode == 2, out.stdout + out.stderr
     assert "given without ssl" in out.stderr and out.stderr.count("\n") == 1
+    env["GEARPY_SSL"] = "0"  # saying "no TLS" explicitly does not make the files mean plaintext
+    out = ping()
+    assert out.returncode == 2, out.stdout + out.stderr
     with pytest.raises(ConfigError, match="ssl_certificate, ssl_key given without ssl"):
         ClientConfig(servers=[gearpy_server.address], ssl_certificate="c.pem", ssl_key="k.pem")
-    env["GEARPY_SSL"] = "0"
-    out = subprocess.run(
-        [sys.executable, "-m", "gearpy.client", "-s", gearpy_server.address, "ping"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert out.returncode == 2, out.stdout + out.stderr

@@ -17,39 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from gearpy.protocol import Decoder, Packet, PacketType, encode_request
+from gearpy.protocol import PacketType, encode_request
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, require_tool
+from tests.server.test_tls_and_admin import _exchange as exchange
+from tests.server.test_tls_and_admin import admin_line
 
 T = PacketType
 SERVER = [sys.executable, "-m", "gearpy.server"]
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def exchange(sock: socket.socket, *packets: bytes, replies: int) -> list[Packet]:
-    """Send ``packets`` and read exactly ``replies`` packets back (bounded by the socket timeout)."""
-    sock.sendall(b"".join(packets))
-    dec = Decoder()
-    out: list[Packet] = []
-    while len(out) < replies:
-        data = sock.recv(65536)
-        if not data:
-            break
-        dec.feed(data)
-        out.extend(dec.events())  # type: ignore[arg-type]
-    return out
-
-
-def admin_line(sock: socket.socket, line: bytes) -> bytes:
-    sock.sendall(line)
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def start_failure(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -162,11 +139,16 @@ def test_subject_parsing_units():
 # -- hardening: ACL file shapes, refusals logged, warnings ---------------------------------------
 
 
+def acl_server(tmp_path: Path, text: str) -> ServerProcess:
+    """A plaintext server started with an ACL file holding ``text``."""
+    acl = tmp_path / "acl.yml"
+    acl.write_text(text)
+    return ServerProcess(gearpy_server_argv("--acl-file", str(acl)), log_path=tmp_path / "s.log").start()
+
+
 @pytest.mark.timeout(60)
 def test_acl_list_means_the_list(tmp_path):
-    acl = tmp_path / "acl.yml"
-    acl.write_text('"*": {register: [resize, thumbnail], invoke: [resize]}\n')
-    server = ServerProcess(gearpy_server_argv("--acl-file", str(acl)), log_path=tmp_path / "s.log").start()
+    server = acl_server(tmp_path, '"*": {register: [resize, thumbnail], invoke: [resize]}\n')
     try:
         with socket.create_connection((server.host, server.port), timeout=10) as s:
             replies = exchange(
@@ -215,9 +197,7 @@ def test_ambiguous_acl_files_are_refused_at_start(tmp_path, text, message):
 
 @pytest.mark.timeout(60)
 def test_acl_without_ca_file_warns_and_refusals_are_rate_limited(tmp_path):
-    acl = tmp_path / "acl.yml"
-    acl.write_text('"CN=ops": {invoke: ".*"}\n"*": {}\n')
-    server = ServerProcess(gearpy_server_argv("--acl-file", str(acl)), log_path=tmp_path / "s.log").start()
+    server = acl_server(tmp_path, '"CN=ops": {invoke: ".*"}\n"*": {}\n')
     try:
         with socket.create_connection((server.host, server.port), timeout=10) as s:
             submit = encode_request(T.SUBMIT_JOB_BG, b"evil\nfake line", b"", b"x")
@@ -258,20 +238,20 @@ def test_rate_limited_log_counts_what_it_dropped(caplog):
 # -- item 9: files -------------------------------------------------------------------------------
 
 
-def victim_file(tmp_path: Path) -> Path:
+@pytest.mark.parametrize(
+    ("option", "code", "says"),
+    [("--pid-file", 1, "cannot write pid file"), ("--log-file", 2, "cannot open log file")],
+)
+def test_symlinks_are_not_followed(tmp_path, option, code, says):
+    """A symlink planted at the pid or log path must not make the server write to its target."""
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     victim.chmod(0o600)
-    return victim
-
-
-def test_pid_file_symlink_is_not_followed(tmp_path):
-    victim = victim_file(tmp_path)
-    link = tmp_path / "gearpy.pid"
+    link = tmp_path / "planted"
     link.symlink_to(victim)
-    out = start_failure("--pid-file", str(link))
-    assert out.returncode == 1
-    assert "cannot write pid file" in out.stderr and "symbolic link" in out.stderr, out.stderr
+    out = start_failure(option, str(link))
+    assert out.returncode == code
+    assert says in out.stderr and "symbolic link" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert victim.read_text() == "precious\n" and link.is_symlink()
 
@@ -294,16 +274,6 @@ def test_pid_file_of_a_running_server_is_kept_and_a_stale_one_replaced(tmp_path)
     finally:
         first.stop()
     assert not pid_file.exists()
-
-
-def test_log_file_symlink_is_not_followed(tmp_path):
-    victim = victim_file(tmp_path)
-    link = tmp_path / "gearpy.log"
-    link.symlink_to(victim)
-    out = start_failure("--log-file", str(link))
-    assert out.returncode == 2
-    assert "symbolic link" in out.stderr and out.stderr.count("\n") == 1, out.stderr
-    assert victim.read_text() == "precious\n"
 
 
 @pytest.mark.timeout(60)
@@ -339,6 +309,11 @@ def test_existing_world_readable_queue_is_reported(tmp_path):
     db.touch()
     db.chmod(0o644)
     server = ServerProcess(gearpy_server_argv("-q", f"sqlite://{db}"), log_path=tmp_path / "s.log").start()
-    server.stop()
+    try:  # the port listens before the store is opened: wait for the server to say it serves
+        deadline = time.monotonic() + 30
+        while "listening on" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
     assert "can be read by other users" in server.log()
     assert stat.S_IMODE(db.stat().st_mode) == 0o644  # the operator's file is left as it is
