@@ -24,6 +24,7 @@ class Pki:
     rogue_ca: Path
     rogue_cert: Path
     rogue_key: Path
+    ca_key: Path
 
 
 def _run(*args: str) -> None:
@@ -51,7 +52,9 @@ def _ca(openssl: str, d: Path, name: str) -> tuple[Path, Path]:
     return crt, key
 
 
-def _leaf(openssl: str, d: Path, name: str, ca: tuple[Path, Path], san: str | None) -> tuple[Path, Path]:
+def _leaf(
+    openssl: str, d: Path, name: str, ca: tuple[Path, Path], san: str | None, subj: str = ""
+) -> tuple[Path, Path]:
     key, csr, crt = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
     _run(
         openssl,
@@ -64,7 +67,7 @@ def _leaf(openssl: str, d: Path, name: str, ca: tuple[Path, Path], san: str | No
         "-out",
         str(csr),
         "-subj",
-        f"/CN={name}",
+        subj or f"/CN={name}",
     )
     ext = d / f"{name}.ext"
     ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
@@ -96,7 +99,14 @@ def make_pki(d: Path) -> Pki:
     server = _leaf(openssl, d, "server", ca, "IP:127.0.0.1,DNS:localhost")
     client = _leaf(openssl, d, "ops", ca, None)
     rogue_client = _leaf(openssl, d, "intruder", rogue, None)
-    return Pki(ca[0], server[0], server[1], client[0], client[1], rogue[0], rogue_client[0], rogue_client[1])
+    return Pki(
+        ca[0], server[0], server[1], client[0], client[1], rogue[0], rogue_client[0], rogue_client[1], ca[1]
+    )
+
+
+def leaf_certificate(pki: Pki, d: Path, name: str, subj: str) -> tuple[Path, Path]:
+    """A client certificate with subject ``subj`` (openssl ``-subj`` syntax) signed by the test CA."""
+    return _leaf(require_tool("openssl"), d, name, (pki.ca, pki.ca_key), None, subj)
 
 
 def tls_server_args(pki: Pki, *extra: str) -> list[str]:
