@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from gearpy import exitcodes
-from gearpy.errors import ConfigError, GearpyConnectionError, GearpyError
+from gearpy.errors import ConfigError, GearpyConnectionError, GearpyError, PacketTooBig, RefusedByServer
 
 
 def fail(prog: str, message: str, code: int) -> NoReturn:
@@ -26,10 +26,12 @@ def fail(prog: str, message: str, code: int) -> NoReturn:
 
 def exit_code_of(exc: BaseException) -> int:
     """The documented exit code for an error that reached the top of a command."""
-    if isinstance(exc, (click.UsageError, ConfigError)):
+    if isinstance(exc, (click.UsageError, ConfigError, PacketTooBig)):  # PacketTooBig: nothing was sent
         return exitcodes.USAGE
     if isinstance(exc, (click.Abort, KeyboardInterrupt)):
         return exitcodes.INTERRUPTED
+    if isinstance(exc, RefusedByServer):  # the server said why it closed: a refusal, not a network failure
+        return exitcodes.FAILURE
     if isinstance(exc, GearpyConnectionError):
         return exitcodes.UNREACHABLE
     return exitcodes.FAILURE

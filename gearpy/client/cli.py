@@ -47,9 +47,6 @@ from gearpy.errors import ConfigError, GearpyConnectionError, GearpyError, Gearp
 PROG = "gearpy-client"
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The settings global options may set, wherever they appear on the command line.
-GLOBAL_SETTINGS = ("servers", "config_file", "as_json", "ssl", "ssl_ca_file", "ssl_certificate", "ssl_key")
-
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     """Keep a global option's value on the root context, whether given before or after the command."""

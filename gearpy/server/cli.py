@@ -9,6 +9,7 @@ address, TLS files and ACLs. Exit codes are gearpy.exitcodes' (shown by ``--help
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from gearpy.config import as_dict, check_port, load, redact_url
 from gearpy.errors import ConfigError, StoreError
 from gearpy.metrics import parse_listen
 from gearpy.server import gearmand_compat as compat
+from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.io import run as serve
 from gearpy.server.store import open_store
@@ -196,6 +198,8 @@ def command(
     if file_descriptors:
         compat.set_file_descriptors(file_descriptors)
     logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
+    if cfg.acl_file:
+        check_acl(cfg)
     if syslog:
         compat.add_syslog()
     try:
@@ -223,7 +227,17 @@ def queue_url(queue: str, opts: dict[str, str]) -> str:
     name = queue.lower()
     if name in ("builtin", "memory", ""):
         return "memory://"
-    return gearmand_queue_url(name, opts)
+    return gearmand_queue_url(queue, opts)
+
+
+def check_acl(cfg: ServerConfig) -> None:
+    """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
+    FunctionAcl.load(cfg.acl_file or "")
+    if not cfg.ssl_ca_file:
+        logging.getLogger("gearpy.server").warning(
+            "--acl-file without --ssl-ca-file: no client presents a certificate, so every peer "
+            "gets the ACL's '*' entry (add --ssl with --ssl-ca-file to tell clients apart)"
+        )
 
 
 def check_pid_file(path: str | None) -> None:

@@ -79,6 +79,7 @@ PROG = "gearpy-worker"
     help="Serve Prometheus /metrics and /healthz here; with --processes, process k uses PORT+k.",
 )
 @client_tls_options()
+@click.option("--max-packet-size", type=int, metavar="BYTES", help="Largest result packet body sent.")
 @click.option("--log-level", help="DEBUG, INFO, NOTICE, WARNING, ERROR.")
 @log_format_option()
 @print_config_option()

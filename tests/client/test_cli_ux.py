@@ -54,6 +54,7 @@ def test_version_on_all_three_commands():
         assert (out.returncode, out.stdout) == (0, f"{prog} 0.1.0\n".encode())
 
 
+@pytest.mark.slow
 def test_submit_timeout_says_queued_prints_handle_and_no_worker(gearpy_server):
     p = run("-s", gearpy_server.address, "submit", "--timeout", "2", "noworker", "hello")
     assert p.returncode == exitcodes.FAILURE
@@ -65,6 +66,7 @@ def test_submit_timeout_says_queued_prints_handle_and_no_worker(gearpy_server):
     )
 
 
+@pytest.mark.slow
 def test_submit_timeout_says_running_and_how_many_workers(gearpy_server, raw_worker):
     raw_worker(gearpy_server, "slow", lambda w, handle, payload: None)  # grabs the job, never answers
     p = run("-s", gearpy_server.address, "--json", "submit", "--timeout", "2", "slow", "x")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gearpy import exitcodes
-from gearpy.testing import external_required, require_tool
 
-from .test_guide import wait_for_workers
+from support.external import external_required, require_tool
+from support.waits import wait_for_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -44,6 +44,7 @@ def test_atom_pointer_resolves_to_the_guide_section_with_the_md5_prefix():
     assert "md5(<install dir><workers_key>)" in section
 
 
+@pytest.mark.interop
 def test_php_snippet_runs_as_written(gearpy_server, gearpy_worker):
     php = require_tool("php")
     mods = subprocess.run([php, "-m"], capture_output=True, text=True, timeout=30).stdout.split()

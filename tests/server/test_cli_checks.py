@@ -158,6 +158,7 @@ def _wait_log(server: ServerProcess, text: str, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_startup_log_names_the_store_and_the_replayed_count_even_0(tmp_path):
     server = _serve(tmp_path)
     try:
@@ -181,6 +182,7 @@ def test_startup_log_names_the_store_and_the_replayed_count_even_0(tmp_path):
         server.stop()
 
 
+@pytest.mark.external
 def test_startup_log_redacts_the_store_password(tmp_path):
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", 5432)) != 0:

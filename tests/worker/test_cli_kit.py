@@ -11,8 +11,8 @@ import yaml
 from gearpy import exitcodes
 from gearpy.worker.config import EXIT_IMPORT, EXIT_INTERRUPTED
 
-from .conftest import wait_workers
 from .test_cli import assert_one_line_error, run
+from support.waits import wait_for_worker
 
 
 def test_exit_codes_have_one_meaning_across_the_commands():
@@ -50,10 +50,11 @@ def test_unknown_top_level_yaml_key_is_rejected(workdir):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [[], ["--processes", "2"]])
 def test_ctrl_c_exits_130_after_a_clean_stop(gearpy_server, start_worker, processes):
     worker = start_worker("-s", gearpy_server.address, *processes, "wtasks")
-    wait_workers(gearpy_server, "upper", 2 if processes else 1)
+    wait_for_worker(gearpy_server.address, "upper", 2 if processes else 1)
     worker.signal(signal.SIGINT)
     assert worker.wait() == EXIT_INTERRUPTED == 130
 
