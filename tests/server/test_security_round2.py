@@ -267,6 +267,9 @@ def test_new_log_and_queue_files_are_not_world_readable(tmp_path):
     log_file = tmp_path / "logs" / "gearpy.log"
     log_file.parent.mkdir()
     db = tmp_path / "state" / "queue.db"
+    # gearpy-server refuses a missing SQLite directory (issue 13.5, tests/server/test_cli_checks.py):
+    # the operator (or systemd's StateDirectory=) creates it, so its mode is theirs, not the server's.
+    db.parent.mkdir(mode=0o750)
     old_umask = os.umask(0o022)  # the usual umask: files would be 0644
     try:
         server = ServerProcess(
@@ -284,7 +287,6 @@ def test_new_log_and_queue_files_are_not_world_readable(tmp_path):
     assert modes[log_file.name] == 0o640, modes
     for name in (db.name, f"{db.name}-wal", f"{db.name}-shm"):
         assert modes[name] == 0o600, modes
-    assert stat.S_IMODE(db.parent.stat().st_mode) & 0o007 == 0
 
 
 @pytest.mark.timeout(60)

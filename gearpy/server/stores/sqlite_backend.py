@@ -11,8 +11,9 @@ Settings and why:
 * One connection, used by one threadpool thread at a time (``check_same_thread=False``): SQLite
   wants one writer, and the stdlib driver releases the GIL during the fsync, so the event loop
   keeps running.
-* The parent directory is created if missing (``/var/lib/gearpy`` on a fresh machine, mode 0750),
-  and the database file mode 0600 (its ``-wal``/``-shm`` files inherit that): job payloads are
+* Used from Python, the parent directory is created if missing (mode 0750); ``gearpy-server``
+  refuses a missing one before it starts, so that a typo cannot start an empty queue. The
+  database file gets mode 0600 (its ``-wal``/``-shm`` files inherit that): job payloads are
   not for every local user. An existing database readable by others is logged as a warning.
 """
 
