@@ -301,13 +301,13 @@ def _batch(
     with click.progressbar(jobs, label="jobs", file=sys.stderr) as bar:
         for job in bar:
             results.append(_outcome(job, timeout))
-            failed += results[-1]["state"] != "complete"
+            failed += results[-1]["error"] is not None
     client.close()
     if obj.as_json:
         _out_json(results)
     else:
         for i, r in enumerate(results, 1):
-            if r["state"] == "complete":
+            if r["error"] is None:
                 click.echo(r["handle"] if opts["background"] else r["result"])
             else:
                 _fail(f"line {i}: {r['error']}")
@@ -319,7 +319,8 @@ def _outcome(job: Job, timeout: float | None) -> dict[str, Any]:
         err = job.exception(timeout)
         return {"handle": job.handle, "state": job.state, "error": str(err) if err else None}
     try:
-        return {"handle": job.handle, "state": "complete", "result": _text(job.result(timeout))}
+        result = _text(job.result(timeout))
+        return {"handle": job.handle, "state": job.state, "result": result, "error": None}
     except GearpyError as exc:
         return {"handle": job.handle, "state": job.state, "error": str(exc)}
 
