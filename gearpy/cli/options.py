@@ -105,6 +105,13 @@ def client_tls_options(**kw: Any) -> Callable[[F], F]:
     return _compose(options)
 
 
+def log_level_option(flag: str, name: str) -> Callable[[F], F]:
+    """The log level (``--verbose`` for the server, as gearmand; ``--log-level`` for the worker)."""
+    return click.option(
+        flag, name, help="Log level: DEBUG, INFO, NOTICE, WARNING, ERROR (gearmand's names too)."
+    )
+
+
 def log_format_option() -> Callable[[F], F]:
     """``--log-format text|json``."""
     return click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")

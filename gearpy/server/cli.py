@@ -26,6 +26,7 @@ from gearpy.cli.options import (
     echo_config,
     finish_help,
     log_format_option,
+    log_level_option,
     print_config_option,
     version_option,
 )
@@ -120,7 +121,7 @@ def _gearmand_queue_options(f: F) -> F:
 @click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds (-1 = system).")
 @click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes (-1 = system).")
 @click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'.")
-@click.option("--verbose", default=None, help="Log level (gearmand's names work).")
+@log_level_option("--verbose", "verbose")
 @log_format_option()
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")

@@ -29,6 +29,7 @@ from gearpy.cli.options import (
     echo_config,
     finish_help,
     log_format_option,
+    log_level_option,
     print_config_option,
     servers_option,
     version_option,
@@ -80,7 +81,7 @@ PROG = "gearpy-worker"
 )
 @client_tls_options()
 @click.option("--max-packet-size", type=int, metavar="BYTES", help="Largest result packet body sent.")
-@click.option("--log-level", help="DEBUG, INFO, NOTICE, WARNING, ERROR.")
+@log_level_option("--log-level", "log_level")
 @log_format_option()
 @print_config_option()
 @version_option(PROG)
