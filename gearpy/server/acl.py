@@ -1,4 +1,6 @@
-"""Per-function access control keyed on the client certificate's subject (opt-in, with TLS).
+"""Who may do what: per-function ACLs by certificate subject, and who may run mutating admin commands.
+
+**Function ACL** (opt-in, with TLS).
 
 Modelled on OpenStack gear's ACL, but patterns match *whole* function names (``re.fullmatch``),
 so ``resize`` does not also grant ``resize_all``. The file (``--acl-file``) maps a certificate
@@ -11,16 +13,23 @@ subject, as ``CN=...,O=...`` or ``*`` for every other peer, to two patterns::
 ``register`` limits CAN_DO (a refused one gets ``ERROR PERMISSION_DENIED`` and is not registered);
 ``invoke`` limits submits (refused with ``ERROR PERMISSION_DENIED``). A subject without an entry,
 and a plaintext peer (no subject), fall back to ``*``; without ``*`` they may do nothing.
+
+**Admin policy** (``admin_allow``): addresses, networks, ``loopback`` and ``cert:SUBJECT`` entries
+that may run ``cancel``, ``create``, ``drop`` and ``maxqueue``; everyone may read.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
 import yaml
 
 from gearpy.errors import ConfigError
+from gearpy.server.state import Conn
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ACTIONS = ("register", "invoke")
 
@@ -61,3 +70,38 @@ class FunctionAcl:
             perms = self.rules.get("*", {})
         pattern = perms.get(action)
         return pattern is not None and pattern.fullmatch(function) is not None
+
+
+class AdminPolicy:
+    """Who may run mutating admin commands: addresses, networks and certificate subjects."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self.networks: list[Network] = []
+        self.subjects: set[str] = set()
+        for entry in entries:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry.startswith("cert:"):
+                self.subjects.add(entry[5:])
+                continue
+            if entry == "loopback":
+                entry = "127.0.0.0/8"
+                self.networks.append(ipaddress.ip_network("::1/128"))
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"admin_allow: not an address, network or cert:SUBJECT: {entry!r}"
+                ) from None
+
+    def __call__(self, conn: Conn) -> bool:
+        if conn.peer_cert_subject is not None and conn.peer_cert_subject in self.subjects:
+            return True
+        try:
+            ip = ipaddress.ip_address(conn.ip)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks if net.version == ip.version)

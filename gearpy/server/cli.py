@@ -11,11 +11,16 @@ import sys
 from typing import Any
 
 import click
+import yaml
 
-from gearpy import __version__
+from gearpy import __version__, logs
 from gearpy.config import as_dict, load, redact_url
 from gearpy.errors import ConfigError, StoreError
+from gearpy.server import gearmand_compat as compat
 from gearpy.server.config import ServerConfig
+from gearpy.server.gearmand_compat import expand_config_file
+from gearpy.server.process import run
+from gearpy.server.stores import gearmand_queue_url, open_store
 
 #: gearmand's queue-module options, accepted so an operator can swap binaries.
 GEARMAND_QUEUE_OPTIONS = [
@@ -175,32 +180,22 @@ def command(
         if protocol:
             raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
         cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
-        from gearpy import logs
-
         logs.parse_level(cfg.verbose)
         queue_url = _queue_url(cfg.queue, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
         cfg.queue = queue_url
         if print_config:
-            import yaml
-
             shown = as_dict(cfg)
             shown["queue"] = redact_url(shown["queue"])
             click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
             return
-        from gearpy.server import gearmand_compat as compat
-
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
         if syslog:
             compat.add_syslog()
-        from gearpy.server.store import open_store
-
         store = open_store(cfg.queue, table=cfg.queue_table)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    from gearpy.server.io import run
-
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
@@ -210,19 +205,10 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
-    name = queue.lower()
-    if name in ("builtin", "memory", ""):
-        return "memory://"
-    try:
-        from gearpy.server.stores import gearmand_queue_url
-    except ImportError:
-        raise ConfigError(f"queue type {queue!r} is not available") from None
-    return gearmand_queue_url(name, opts)
+    return gearmand_queue_url(queue.lower(), opts)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from gearpy.server.gearmand_compat import expand_config_file
-
     try:
         args = expand_config_file(sys.argv[1:] if argv is None else argv)
         command.main(args=args, prog_name="gearpy-server", standalone_mode=False)

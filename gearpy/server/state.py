@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Callable
 
 HIGH, NORMAL, LOW = 0, 1, 2
 PRIORITIES = (HIGH, NORMAL, LOW)
@@ -162,6 +161,16 @@ class Function:
         return bool(self.queues[0] or self.queues[1] or self.queues[2])
 
 
+class Ability:
+    """One registration of a worker connection: CAN_DO (``timeout_ms`` 0) or CAN_DO_TIMEOUT."""
+
+    __slots__ = ("function", "timeout_ms")
+
+    def __init__(self, function: Function, timeout_ms: int) -> None:
+        self.function = function
+        self.timeout_ms = timeout_ms
+
+
 class Pending:
     """A reply slot in a connection's output whose bytes are not known yet.
 
@@ -194,7 +203,6 @@ class Conn:
         "out_bytes",
         "has_pending",
         "closing",
-        "wake",
         "is_worker",
         "is_client",
         "peer_cert_subject",
@@ -210,8 +218,8 @@ class Conn:
         self.exceptions = False
         self.sleeping = False
         self.noop_sent = False
-        #: registrations, newest first: [function, timeout_ms]
-        self.abilities: list[list] = []
+        #: registrations, newest first
+        self.abilities: list[Ability] = []
         #: jobs assigned to this connection as a worker, in grab order
         self.jobs: list[Job] = []
         #: jobs this connection waits on as a client (one entry per foreground submit)
@@ -221,8 +229,6 @@ class Conn:
         self.has_pending = False
         #: set by the core when the connection must be closed once its output is flushed
         self.closing = False
-        #: called (by the core) when output is ready; the I/O layer installs it
-        self.wake: Callable[[], None] | None = None
         self.is_worker = False
         self.is_client = False
         self.peer_cert_subject: str | None = None

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from gearpy.errors import ConfigError, StoreError
-from gearpy.server.store import MemoryStore, StoredJob, open_store
-from gearpy.server.stores import gearmand_queue_url, open_durable_store
+from gearpy.server.store import MemoryStore, StoredJob
+from gearpy.server.stores import gearmand_queue_url, open_durable_store, open_store
 from gearpy.server.stores.takeover import take_over
 from gearpy.server.stores.url import parse_url
 

@@ -38,7 +38,7 @@ import gevent.event
 import gevent.lock
 
 from gearpy.errors import StoreError
-from gearpy.server.store import DurableCallback, QueueStore, StoredJob
+from gearpy.server.store import CommitListener, DurableCallback, QueueStore, StoredJob
 
 log = logging.getLogger("gearpy.server.stores")
 T = TypeVar("T")
@@ -153,7 +153,7 @@ class GroupCommitStore(QueueStore):
         self._retry_at = 0.0
         #: Called after each committed batch with (seconds the commit took, jobs written); the
         #: server's metrics set it (``commit_seconds`` / ``commit_batch`` histograms).
-        self.commit_observer: Callable[[float, int], None] | None = None
+        self.commit_observer: CommitListener | None = None
         #: Counters for tests and metrics.
         self.batches = 0
         self.jobs_written = 0
@@ -186,6 +186,10 @@ class GroupCommitStore(QueueStore):
             raise StoreError(f"cannot read queue store {self.name}: {describe(exc, self._secret)}") from None
         log.info("queue store %s: %d stored jobs to replay", self.name, len(jobs))
         return jobs
+
+    def watch_commits(self, listener: CommitListener) -> None:
+        """Report each commit's duration and size to ``listener`` (the server's metrics)."""
+        self.commit_observer = listener
 
     def add(self, job: StoredJob, on_durable: DurableCallback) -> None:
         """Queue ``job`` for the next commit; ``on_durable`` runs in the hub's thread afterwards."""

@@ -17,6 +17,11 @@ from typing import Any
 
 from gearpy.server.stores.sql import SqlBackend
 
+try:
+    import pymysql
+except ImportError:  # the optional driver: pip install 'gearpy[mysql]'; connect() says so
+    pymysql = None
+
 DEFAULT_TABLE = "gearpy_queue"
 DEFAULT_PORT = 3306
 EXTRA_OPTIONS: dict[str, type] = {}
@@ -61,8 +66,8 @@ class MysqlBackend(SqlBackend):
         )
 
     def connect(self) -> None:
-        import pymysql
-
+        if pymysql is None:
+            raise ImportError("No module named 'pymysql'")
         conn = pymysql.connect(**self._params)
         try:
             with conn.cursor() as cur:
