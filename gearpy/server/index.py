@@ -59,14 +59,12 @@ class JobIndex:
                 return "dropped"
         return "missing"
 
-    def add(self, job: Job, key: UniqueKey | None) -> None:
-        self.jobs[job.handle] = job
-        unique = job.unique
-        if unique:
-            if key is not None:
-                self.uniques[key] = job
-            if unique != b"-":
-                self.by_unique.setdefault(unique, []).append(job)
+    def add_unique(self, job: Job, key: UniqueKey | None) -> None:
+        """Index a new job (already in :attr:`jobs`) that has a unique."""
+        if key is not None:
+            self.uniques[key] = job
+        if job.unique != b"-":
+            self.by_unique.setdefault(job.unique, []).append(job)
 
     def newest_with_unique(self, unique: bytes) -> Job | None:
         """gearmand's unique hash buckets are newest first: the most recent job with it wins."""

@@ -120,7 +120,9 @@ class JobBook:
             if not background:
                 job.clients = [conn]
                 conn.waiting.append(job)
-        self.index.add(job, key)
+        self.jobs[handle] = job
+        if unique:
+            self.index.add_unique(job, key)
         if background and conn is not None and self.store.durable:
             # Queue only once durable: a crash before the commit must not run a job we never acked.
             self.durable.persist(conn, job, self._settle_new)
