@@ -8,7 +8,8 @@ Every option is also a ``GEARPY_<NAME>`` environment variable and a key of the c
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -23,6 +24,8 @@ from gearpy.server.process import run
 from gearpy.server.stores import gearmand_queue_url, open_store
 
 #: gearmand's queue-module options, accepted so an operator can swap binaries.
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 GEARMAND_QUEUE_OPTIONS = [
     "libsqlite3-db",
     "libsqlite3-table",
@@ -41,7 +44,7 @@ GEARMAND_QUEUE_OPTIONS = [
 ]
 
 
-def _gearmand_queue_options(f):
+def _gearmand_queue_options(f: _F) -> _F:
     for name in reversed(GEARMAND_QUEUE_OPTIONS):
         f = click.option(f"--{name}", default=None, help=f"gearmand compatibility ({name}).")(f)
     return f

@@ -147,7 +147,7 @@ class JobBook:
             return job
         if not background and conn is not None:
             if job.clients:
-                job.clients.insert(0, conn)  # type: ignore[union-attr]
+                job.clients.insert(0, conn)
             else:
                 job.clients = [conn]
             conn.waiting.append(job)

@@ -83,7 +83,7 @@ class ServerMetrics:
 
     def watch(self, core: ServerCore) -> None:
         """Publish the gauges of ``core``'s tables (read at scrape time)."""
-        self.registry.register(_StateCollector(core))  # type: ignore[arg-type]
+        self.registry.register(_StateCollector(core))
 
     # Observer hooks (called by the core)
     def job_submitted(self, job: Job) -> None:

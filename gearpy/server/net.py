@@ -128,7 +128,7 @@ class GearServer:
 
     def bind(self) -> list[tuple[str, int]]:
         """Open the listening sockets (before replay: the port is ours, nothing is accepted yet)."""
-        host = self.cfg.listen
+        host: str | None = self.cfg.listen
         if host in ("*", ""):
             host = None
         try:
@@ -137,7 +137,7 @@ class GearServer:
             )
         except socket.gaierror as exc:
             raise OSError(f"cannot resolve listen address {self.cfg.listen!r}: {exc.strerror}") from exc
-        bound = []
+        bound: list[tuple[str, int]] = []
         seen = set()
         for family, stype, proto, _, addr in infos:
             if (family, addr) in seen:
@@ -153,7 +153,8 @@ class GearServer:
                 sock.close()
                 if exc.errno == errno.EADDRINUSE and host is None and bound:
                     continue
-                raise OSError(f"cannot listen on {addr[0]}:{addr[1]}: {exc.strerror}") from exc
+                where = f"{str(addr[0])}:{str(addr[1])}"
+                raise OSError(f"cannot listen on {where}: {exc.strerror}") from exc
             sock.listen(self.cfg.backlog)
             sock.setblocking(False)
             self.listeners.append(sock)
@@ -162,7 +163,7 @@ class GearServer:
 
     def start(self) -> None:
         """Bind, replay the durable store, then start accepting."""
-        bound = self.listeners and [s.getsockname()[:2] for s in self.listeners] or self.bind()
+        bound = [s.getsockname()[:2] for s in self.listeners] if self.listeners else self.bind()
         store = self.core.store
         store.open()
         replayed = 0
@@ -182,7 +183,7 @@ class GearServer:
                 port,
                 " (TLS)" if self.ssl_context else "",
             )
-        if self.metrics is not None:
+        if self.metrics is not None and self.cfg.metrics:
             self._start_metrics(self.metrics, self.cfg.metrics)
 
     def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:
@@ -290,7 +291,7 @@ class GearServer:
         port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
         conn = Conn(self._next_id, sock.fileno(), ip, port)
         link = _Link(sock, conn)
-        link.reader = gevent.getcurrent()  # type: ignore[assignment]
+        link.reader = gevent.getcurrent()
         if isinstance(sock, ssl.SSLSocket):
             conn.peer_cert_subject = peer_subject(sock.getpeercert())
         self.links[conn.id] = link
@@ -298,7 +299,7 @@ class GearServer:
         metrics = self.metrics
         if metrics is not None:
             metrics.connections.inc()
-        packet_timeout = self.cfg.packet_timeout or None
+        packet_timeout = self.cfg.packet_timeout  # 0: no limit
         hub = gevent.get_hub()
         run_callback = hub.loop.run_callback
         # One read watcher for the connection's life: wait_read() would make (and register with

@@ -75,7 +75,7 @@ class Job:
         self.reducer = reducer
         self.background = background
         #: ``()`` until a foreground client attaches (saves a list per background job)
-        self.clients: list[Conn] | tuple = ()
+        self.clients: list[Conn] | tuple[()] = ()
         self.worker: Conn | None = None
         self.numerator = 0
         self.denominator = 0

@@ -33,7 +33,7 @@ ERR_HANDLE_TOO_LARGE = encode(
     b"Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf",
 )
 #: JOB_NOT_FOUND texts, by the work packet gearmand could not match to a job
-NOT_FOUND_TEXT = {
+NOT_FOUND_TEXT: dict[int, bytes] = {
     T.WORK_DATA: b"Job does not exist on server",
     T.WORK_WARNING: b"Job does not exist on server",
     T.WORK_STATUS: b"Job given in work result not found",

@@ -31,7 +31,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import gevent
 import gevent.event
@@ -305,6 +305,7 @@ class GroupCommitStore(QueueStore):
         if not jobs and not removes:
             return None
         started = time.monotonic()
+        error: StoreError | None
         if self._last_error is not None and time.monotonic() < self._retry_at and not self._closed:
             error = StoreError(f"queue store {self.name} is unavailable ({self._last_error}); retrying")
         else:
@@ -405,7 +406,7 @@ class GroupCommitStore(QueueStore):
             ok, value = gevent.get_hub().threadpool.apply(call)
         if not ok:
             raise value
-        return value
+        return cast(T, value)
 
     def _later(self, callback: DurableCallback, error: StoreError) -> None:
         """Call back from the loop, never re-entrantly from inside add()."""

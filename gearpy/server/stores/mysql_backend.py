@@ -20,7 +20,7 @@ from gearpy.server.stores.sql import SqlBackend
 try:
     import pymysql
 except ImportError:  # the optional driver: pip install 'gearpy[mysql]'; connect() says so
-    pymysql = None
+    pymysql = None  # type: ignore[assignment]
 
 DEFAULT_TABLE = "gearpy_queue"
 DEFAULT_PORT = 3306

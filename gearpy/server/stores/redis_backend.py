@@ -33,7 +33,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 except ImportError:  # the optional driver: pip install 'gearpy[redis]'; connect() says so
-    redis = None
+    redis = None  # type: ignore[assignment]
 
 from gearpy.server.store import StoredJob
 from gearpy.server.stores.group_commit import Backend
