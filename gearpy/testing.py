@@ -25,10 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from gearpy.client import Client
+
+#: Builds a server's argv for a port (so a restart keeps the port).
+ArgvFactory = Callable[[int], list[str]]
+Popen = subprocess.Popen[bytes]
 
 REQUIRE_ENV = "GEARPY_REQUIRE_EXTERNAL"
 
@@ -51,10 +58,11 @@ def require_tool(name: str) -> str:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -70,12 +78,14 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.
 class ServerProcess:
     """A Gearman server subprocess on 127.0.0.1 with a fixed port across restarts."""
 
-    def __init__(self, argv_factory, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, argv_factory: ArgvFactory, port: int | None = None, log_path: Path | None = None
+    ) -> None:
         self._argv_factory = argv_factory
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="gearpy-server-", suffix=".log")[1])
-        self.proc: subprocess.Popen | None = None
+        self.proc: Popen | None = None
 
     @property
     def address(self) -> str:
@@ -125,7 +135,7 @@ class ServerProcess:
         return self.start(extra_args)
 
 
-def gearpy_server_argv(*args: str):
+def gearpy_server_argv(*args: str) -> ArgvFactory:
     """argv factory for ``gearpy-server`` run from this interpreter (no PATH lookup needed)."""
 
     def factory(port: int) -> list[str]:
@@ -134,7 +144,7 @@ def gearpy_server_argv(*args: str):
     return factory
 
 
-def gearmand_argv(tmpdir: Path, *args: str):
+def gearmand_argv(tmpdir: Path, *args: str) -> ArgvFactory:
     gearmand = require_tool("gearmand")
 
     def factory(port: int) -> list[str]:
@@ -186,10 +196,8 @@ def gearman_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
 
 
 @pytest.fixture
-def gearpy_client(gearpy_server: ServerProcess):
+def gearpy_client(gearpy_server: ServerProcess) -> Iterator[Client]:
     """A gearpy Client connected to the live ``gearpy_server``."""
-    from gearpy.client import Client
-
     client = Client([gearpy_server.address])
     try:
         yield client
@@ -198,11 +206,11 @@ def gearpy_client(gearpy_server: ServerProcess):
 
 
 @pytest.fixture
-def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path):
+def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path) -> Iterator[Callable[..., Popen]]:
     """Start ``gearpy-worker`` subprocesses against ``gearpy_server``: ``gearpy_worker(*args)``."""
-    procs: list[subprocess.Popen] = []
+    procs: list[Popen] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(*args: str, env: dict[str, str] | None = None) -> Popen:
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "gearpy.worker", "-s", gearpy_server.address, *args],
@@ -227,7 +235,9 @@ def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path):
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # pragma: no cover - exercised in CI
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:  # pragma: no cover - exercised in CI
     """Under GEARPY_REQUIRE_EXTERNAL, a skipped test is reported as failed."""
     outcome = yield
     report = outcome.get_result()
