@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
 import socket
 import sys
@@ -54,7 +53,7 @@ import gevent.pool
 from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ProtocolError
 from gearpy.keys import apply_key
 from gearpy.protocol import Packet, PacketType, encode_request
-from gearpy.transport import Backoff, PacketConnection, client_ssl_context
+from gearpy.transport import Backoff, PacketConnection
 from gearpy.worker.config import (
     CONNECT_TIMEOUT,
     DEFAULT_SERVERS,
@@ -83,6 +82,8 @@ def resident_memory_mib() -> float:
             pages = int(f.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
+        import resource
+
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
@@ -287,6 +288,8 @@ class Worker:
     def from_config(cls, tasks: Iterable[Task], cfg: WorkerConfig) -> Worker:
         ssl_context = None
         if cfg.ssl:
+            from gearpy.transport import client_ssl_context
+
             ssl_context = client_ssl_context(cfg.ssl_ca_file, cfg.ssl_certificate, cfg.ssl_key)
         return cls(
             tasks,
