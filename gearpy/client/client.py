@@ -100,7 +100,7 @@ class Client:
                 codec=codec if isinstance(codec, str) else None,
             )
         else:
-            overrides: dict[str, object] = {"servers": list(servers) if servers else None, "workers_key": key}
+            overrides = {"servers": list(servers) if servers else None, "workers_key": key}
             overrides.update(timeout=timeout, connect_timeout=connect_timeout)
             for name, value in overrides.items():
                 if value is not None:
@@ -263,10 +263,7 @@ class Client:
             for conn, items in sent:
                 for item in items:
                     job = item[0]
-                    conn.wait(
-                        lambda job=job: job.created or job.done or job._lost_before_created,  # type: ignore[misc]
-                        deadline,
-                    )
+                    conn.wait(lambda job=job: job.created or job.done or job._lost_before_created, deadline)
                     if job._lost_before_created is not None:
                         errors[conn.address] = job._lost_before_created
                         retry.append(item)

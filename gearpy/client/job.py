@@ -189,7 +189,7 @@ class Job:
                 return
             assert self._conn is not None
             n = i
-            self._conn.wait(lambda n=n: self.done or len(self._events) > n, deadline)  # type: ignore[misc]
+            self._conn.wait(lambda n=n: self.done or len(self._events) > n, deadline)
 
     def status(self, timeout: float | None = 10.0) -> JobStatus:
         """Ask the server (GET_STATUS) whether the job is known and running, and its progress."""
