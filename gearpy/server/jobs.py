@@ -245,7 +245,8 @@ class JobBook:
         """Forget a job entirely (ended, or abandoned and popped off its queue)."""
         if self.jobs.pop(job.handle, None) is not None:
             self.queued_bytes -= len(job.payload)
-        self.release(job)
+        if job.unique or job.clients or job.store_id is not None:  # else nothing to release
+            self.release(job)
         if self.draining and not self.jobs:
             self.on_idle()
 
@@ -254,7 +255,8 @@ class JobBook:
 
         The one cleanup path of ending (:meth:`discard`) and cancelling (:meth:`cancel`) a job.
         """
-        self.index.forget_unique(job)
+        if job.unique:  # a job without one is in neither unique table
+            self.index.forget_unique(job)
         for c in job.clients:
             try:
                 c.waiting.remove(job)
