@@ -7,6 +7,7 @@ Every option is also a ``GEARPY_<NAME>`` environment variable and a key of the c
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from gearpy import __version__, logs
 from gearpy.config import as_dict, load, redact_url
 from gearpy.errors import ConfigError, StoreError
 from gearpy.server import gearmand_compat as compat
+from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.gearmand_compat import expand_config_file
 from gearpy.server.process import run
@@ -194,6 +196,8 @@ def command(
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
+        if cfg.acl_file:
+            _check_acl(cfg)
         if syslog:
             compat.add_syslog()
         store = open_store(cfg.queue, table=cfg.queue_table)
@@ -204,11 +208,21 @@ def command(
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
 
 
+def _check_acl(cfg: ServerConfig) -> None:
+    """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
+    FunctionAcl.load(cfg.acl_file or "")
+    if not cfg.ssl_ca_file:
+        logging.getLogger("gearpy.server").warning(
+            "--acl-file without --ssl-ca-file: no client presents a certificate, so every peer "
+            "gets the ACL's '*' entry (add --ssl with --ssl-ca-file to tell clients apart)"
+        )
+
+
 def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
-    return gearmand_queue_url(queue.lower(), opts)
+    return gearmand_queue_url(queue, opts)
 
 
 def main(argv: list[str] | None = None) -> None:
