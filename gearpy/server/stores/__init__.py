@@ -1,4 +1,5 @@
-"""Durable queue stores: SQLite, MySQL/MariaDB, PostgreSQL and Redis, all with group commit.
+"""The registry of queue stores (:data:`STORES`, :func:`open_store`): memory, and the durable
+SQLite, MySQL/MariaDB, PostgreSQL and Redis stores, all with group commit.
 
 Choose one with a URL (``gearpy-server -q URL``, or ``server: {queue: URL}`` in YAML)::
 
