@@ -6,12 +6,18 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from gearpy.testing import require_tool
+
+# Test support modules shared by several test directories (``from faultproxy import FaultProxy``).
+SUPPORT = str(Path(__file__).resolve().parent / "support")
+if SUPPORT not in sys.path:
+    sys.path.insert(0, SUPPORT)
 
 
 @dataclass

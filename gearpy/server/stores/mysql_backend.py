@@ -43,6 +43,7 @@ class MysqlBackend(SqlBackend):
         database: str,
         table: str = DEFAULT_TABLE,
         connect_timeout: float = 5.0,
+        commit_timeout: float = 10.0,
     ) -> None:
         super().__init__(table, name)
         self._params: dict[str, Any] = dict(
@@ -52,8 +53,8 @@ class MysqlBackend(SqlBackend):
             password=password,
             database=database,
             connect_timeout=connect_timeout,
-            read_timeout=60,
-            write_timeout=60,
+            read_timeout=commit_timeout,
+            write_timeout=commit_timeout,
             autocommit=False,
             max_allowed_packet=1 << 30,
             binary_prefix=True,

@@ -56,6 +56,7 @@ class RedisBackend(Backend):
         ssl: bool = False,
         connect_timeout: float = 5.0,
         require_aof: bool = False,
+        commit_timeout: float = 10.0,
     ) -> None:
         self.name = name
         self.prefix = prefix
@@ -73,7 +74,7 @@ class RedisBackend(Backend):
             password=password,
             ssl=ssl,
             socket_connect_timeout=connect_timeout,
-            socket_timeout=30,
+            socket_timeout=commit_timeout,
             client_name="gearpy-queue-store",
         )
 
@@ -111,7 +112,10 @@ class RedisBackend(Backend):
         if aof is None:
             self.durability = "unknown (CONFIG is disabled): check appendonly/appendfsync on the server"
         elif aof != "yes":
-            self.durability = "gearpy crash only: redis runs with appendonly=no, a redis restart loses jobs"
+            self.durability = (
+                "gearpy crash only: redis runs with appendonly=no, so after a redis restart only what its "
+                "last RDB snapshot held is left (set appendonly yes, appendfsync always)"
+            )
         elif fsync == "always":
             self.durability = "fsync at every batch (appendonly=yes, appendfsync=always)"
         else:
