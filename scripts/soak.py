@@ -236,7 +236,8 @@ class Soak:
         #: what clients and workers connect to: the servers, or proxies in front of them
         self.fronts = [FaultProxy(sv.port) if a.net_faults else None for sv in self.servers]
         self.addresses = [
-            px.address if px is not None else sv.address for px, sv in zip(self.fronts, self.servers, strict=True)
+            px.address if px is not None else sv.address
+            for px, sv in zip(self.fronts, self.servers, strict=True)
         ]
         self.workers: list[subprocess.Popen] = []
         self.clients: list[subprocess.Popen] = []

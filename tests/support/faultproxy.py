@@ -424,7 +424,7 @@ class FaultProxy:
         deadline = time.monotonic() + timeout
         while len(self.links) < n:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.links)} of {n} connections through the proxy after {timeout} s")
+                raise TimeoutError(f"{len(self.links)} of {n} connections proxied after {timeout} s")
             time.sleep(0.01)
         return self._each()
 
