@@ -114,6 +114,8 @@ class Link:
         self.dead = False
         for d in self.faults.blackholed:
             drop_incoming(self._source(d), True)
+        for counting, trip in proxy.trips.items():
+            self.armed[counting] = [trip[0], trip[1], trip[2]]
 
     def _source(self, direction: str) -> socket.socket:
         return self.client if direction == UP else self.upstream
@@ -294,6 +296,8 @@ class FaultProxy:
                 port = probe.getsockname()[1]
         self.port = port
         self.faults = Faults()
+        #: trips armed for every connection, made later too: counting direction -> [after, action, dirs]
+        self.trips: dict[str, list] = {}
         self.links: list[Link] = []
         #: half-open ends kept alive (a silent connection must not be closed by the GC)
         self._kept: list[socket.socket] = []
@@ -389,8 +393,9 @@ class FaultProxy:
             link.slow(bytes_per_second, direction)
 
     def blackhole(self, direction: str = "both", after: int | None = None, counting: str = UP) -> None:
-        """A partition (see the module doc). With ``after``, each link goes dark once ``after`` more
-        bytes went ``counting`` (e.g. just after a request reached the target, before its answer).
+        """A partition (see the module doc). With ``after``, each link (made later too, until
+        :meth:`heal`) goes dark once ``after`` more bytes went ``counting`` (e.g. just after a
+        request reached the target, before its answer).
 
         A full blackhole also stops new connections: their SYNs go unanswered.
         """
@@ -398,19 +403,25 @@ class FaultProxy:
             self.faults.blackholed.update(_directions(direction))
             if direction == "both" and self._listener is not None:
                 drop_incoming(self._listener, True)
+        else:
+            self.trips[_directions(counting)[0]] = [after, "blackhole", _directions(direction)]
         for link in self._each():
             link.blackhole(direction, after, counting)
 
     def heal(self) -> None:
         """Remove every fault; blackholed connections carry on if their peers kept them."""
         self.faults = Faults()
+        self.trips.clear()
         if self._listener is not None:
             drop_incoming(self._listener, False)
         for link in self._each():
             link.heal()
 
     def reset(self, after: int | None = None, counting: str = UP) -> None:
-        """RST every connection now, or each once ``after`` more bytes went ``counting``."""
+        """RST every connection now, or each once ``after`` more bytes went ``counting`` (connections
+        made later too: the trip stays armed until :meth:`heal`)."""
+        if after is not None:
+            self.trips[_directions(counting)[0]] = [after, "reset", BOTH]
         for link in self._each():
             link.reset(after, counting)
 
