@@ -115,7 +115,8 @@ def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
     def make(*args: str, port: int | None = None) -> ServerProcess:
         log = tmp_path / f"server-{len(made)}.log"
-        srv = ServerProcess(gearpy_server_argv(*FAST_KEEPALIVE, "--verbose", "INFO", *args), port=port, log_path=log).start()
+        argv = gearpy_server_argv(*FAST_KEEPALIVE, "--verbose", "INFO", *args)
+        srv = ServerProcess(argv, port=port, log_path=log).start()
         made.append(srv)
         return srv
 
@@ -127,12 +128,13 @@ def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 @pytest.fixture
 def worker(tmp_path: Path, joblog: JobLog) -> Iterator[Callable[..., subprocess.Popen]]:
-    """``worker(*addresses, concurrency=1)``: a gearpy-worker serving ``record`` on every address."""
+    """``worker(*addresses, concurrency=1, key=None)``: a gearpy-worker serving ``record`` (or
+    ``KEY-record``) on every address."""
     procs: list[subprocess.Popen] = []
 
-    def start(*addresses: str, concurrency: int = 1) -> subprocess.Popen:
+    def start(*addresses: str, concurrency: int = 1, key: str | None = None) -> subprocess.Popen:
         argv = [sys.executable, "-m", "gearpy.worker", str(TASKS), "--concurrency", str(concurrency)]
-        argv += ["--shutdown-timeout", "2"]
+        argv += ["--shutdown-timeout", "2"] + (["--key", key] if key else [])
         for address in addresses:
             argv += ["-s", address]
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")

@@ -13,8 +13,8 @@ import socket
 import time
 
 import pytest
-from reliability_support import DETECT_S, connections, status, wait_until
 from faultproxy import DOWN, UP
+from reliability_support import DETECT_S, connections, status, wait_until
 
 from gearpy.client import submit
 from gearpy.errors import GearpyTimeoutError, JobOutcomeUnknown, OutcomeUnknownTimeout

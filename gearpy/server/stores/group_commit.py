@@ -101,6 +101,24 @@ class Backend(ABC):
         """Drop the connection; must not raise."""
 
 
+def abort_on_close(sock: Any) -> None:
+    """Make closing ``sock`` abortive (SO_LINGER 0: an RST, and unsent data is dropped).
+
+    Why: a commit given up after ``commit_timeout`` may still sit in the kernel's retransmission
+    queue. A graceful close would keep sending it, and a database that comes back would apply that
+    stale commit after the server already answered QUEUE_ERROR and deleted the batch's rows. The
+    drivers close their socket themselves on a timeout, so this is set once, at connect.
+    """
+    import socket
+    import struct
+
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+
+
 def job_size(job: StoredJob) -> int:
     return len(job.payload) + len(job.function) + len(job.unique) + len(job.reducer)
 

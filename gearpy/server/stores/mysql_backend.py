@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gearpy.server.stores.group_commit import abort_on_close
 from gearpy.server.stores.sql import SqlBackend
 
 DEFAULT_TABLE = "gearpy_queue"
@@ -65,6 +66,7 @@ class MysqlBackend(SqlBackend):
         import pymysql
 
         conn = pymysql.connect(**self._params)
+        abort_on_close(getattr(conn, "_sock", None))
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT @@max_allowed_packet, @@innodb_flush_log_at_trx_commit")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gearpy.server.stores.group_commit import abort_on_close
 from gearpy.server.stores.sql import SqlBackend
 
 DEFAULT_TABLE = "gearpy_queue"
@@ -48,6 +49,7 @@ class PostgresBackend(SqlBackend):
         sock = getattr(conn, "_usock", None)
         if sock is not None:
             sock.settimeout(self.commit_timeout)
+            abort_on_close(sock)
         try:
             cur = conn.cursor()
             cur.execute("SHOW synchronous_commit")

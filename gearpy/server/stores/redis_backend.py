@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gearpy.server.store import StoredJob
-from gearpy.server.stores.group_commit import Backend
+from gearpy.server.stores.group_commit import Backend, abort_on_close
 
 log = logging.getLogger("gearpy.server.stores")
 
@@ -90,7 +90,14 @@ class RedisBackend(Backend):
         # dead server from stalling every batch for several seconds.
         # A pool that in practice holds one connection: calls are serialised by GroupCommitStore,
         # and pipelines (unlike single_connection_client) always draw from the pool.
-        client = redis.Redis(retry=Retry(NoBackoff(), 0), **self._params)
+        if self._params["ssl"]:  # redis-py picks its own connection class for TLS
+            client = redis.Redis(retry=Retry(NoBackoff(), 0), **self._params)
+        else:
+            params = {k: v for k, v in self._params.items() if k != "ssl"}
+            pool = redis.ConnectionPool(
+                connection_class=_aborting_connection_class(), retry=Retry(NoBackoff(), 0), **params
+            )
+            client = redis.Redis(connection_pool=pool)
         try:
             client.ping()
             self._check_durability(client)
@@ -191,5 +198,20 @@ class RedisBackend(Backend):
         if client is not None:
             try:
                 client.close()
+                client.connection_pool.disconnect()  # a pool of our own is not closed by close()
             except Exception:
                 pass
+
+
+def _aborting_connection_class() -> type:
+    import redis
+
+    class AbortingConnection(redis.Connection):  # type: ignore[misc]
+        """A redis-py connection whose close is abortive (see :func:`abort_on_close`)."""
+
+        def _connect(self) -> Any:
+            sock = super()._connect()
+            abort_on_close(sock)
+            return sock
+
+    return AbortingConnection

@@ -136,7 +136,8 @@ def parse_options(
         if not isinstance(nested, Mapping):
             raise ConfigError("queue store 'options' must be a mapping")
         merged.update(nested)
-    merged.update({k: v for k, v in kwargs.items() if k != "options"})
+    # None means "not given" (the CLI passes --queue-table=None): it must not hide the URL's value.
+    merged.update({k: v for k, v in kwargs.items() if k != "options" and v is not None})
     out: dict[str, object] = {}
     for key, value in merged.items():
         if key not in known:
