@@ -206,11 +206,11 @@ class RedisBackend(Backend):
 def _aborting_connection_class() -> type:
     import redis
 
-    class AbortingConnection(redis.Connection):  # type: ignore[misc]
+    class AbortingConnection(redis.Connection):
         """A redis-py connection whose close is abortive (see :func:`abort_on_close`)."""
 
         def _connect(self) -> Any:
-            sock = super()._connect()
+            sock = super()._connect()  # type: ignore[no-untyped-call]
             abort_on_close(sock)
             return sock
 
