@@ -52,7 +52,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -60,12 +59,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from faultproxy import FaultProxy  # noqa: E402
+from stores import make_service  # noqa: E402
 
 from gearpy.testing import ServerProcess, gearpy_server_argv  # noqa: E402
 
 TASKS = ROOT / "tests" / "support" / "jobtasks.py"
 FUNCTION = "record"
-STORE_PORTS = {"mysql": 3306, "postgres": 5432, "redis": 6379}
 #: Server flags under --net-faults: a silent peer is dropped after 2 + 1 * 3 = 5 s.
 FAST_KEEPALIVE = ["--keepalive-idle", "2", "--keepalive-interval", "1", "--keepalive-count", "3"]
 
@@ -153,35 +152,22 @@ def status_of(server: ServerProcess) -> tuple[int, int] | None:
 
 
 class Store:
-    """The durable store of one server: its URL (through a proxy under --net-faults) and cleanup."""
+    """The durable store of one server (``tests/support/stores.py``), through a proxy under
+    --net-faults; its table / key prefix is dropped at the end."""
 
     def __init__(self, kind: str, index: int, workdir: Path, net_faults: bool) -> None:
-        self.kind = kind
-        self.proxy: FaultProxy | None = None
-        name = f"soak_{uuid.uuid4().hex[:8]}_{index}"
-        self.name = name
-        if kind == "sqlite":
-            self.url = f"sqlite:///{workdir / f'store-{index}.db'}"
-            return
-        port = STORE_PORTS[kind]
-        if net_faults:
-            self.proxy = FaultProxy(port).start()
-            port = self.proxy.port
-        opts = "commit_timeout=3&connect_timeout=2" if net_faults else ""
-        if kind == "mysql":
-            self.url = f"mysql://root@127.0.0.1:{port}/test?table={name}&{opts}"
-        elif kind == "postgres":
-            self.url = f"postgresql://{_pg_user()}@127.0.0.1:{port}/test?table={name}&{opts}"
-        else:
-            self.url = f"redis://127.0.0.1:{port}/0?prefix={name}:&{opts}"
-        self.url = self.url.rstrip("&")
+        self.service = make_service(kind, workdir / f"store-{index}")
+        self.proxy = FaultProxy(self.service.port).start() if net_faults and kind != "sqlite" else None
+        self.url = self.service.url_for(self.proxy.port if self.proxy else None)
+        if self.proxy is not None:
+            self.url += "&commit_timeout=3&connect_timeout=2"
 
     def rows_left(self) -> int | None:
-        if self.kind != "sqlite":
+        if self.service.kind != "sqlite":
             return None
         import sqlite3
 
-        db = sqlite3.connect(self.url[len("sqlite:///") :])
+        db = sqlite3.connect(self.url[len("sqlite://") :].split("?")[0])
         try:
             tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
             return sum(db.execute(f'select count(*) from "{t}"').fetchone()[0] for t in tables)
@@ -191,35 +177,7 @@ class Store:
     def cleanup(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
-        try:
-            if self.kind == "mysql":
-                import pymysql
-
-                conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
-                with conn.cursor() as cur:
-                    cur.execute(f"DROP TABLE IF EXISTS `{self.name}`")
-                conn.commit()
-                conn.close()
-            elif self.kind == "postgres":
-                import pg8000.native
-
-                conn = pg8000.native.Connection(_pg_user(), host="127.0.0.1", database="test")
-                conn.run(f'DROP TABLE IF EXISTS "{self.name}"')
-                conn.close()
-            elif self.kind == "redis":
-                import redis
-
-                r = redis.Redis(host="127.0.0.1")
-                keys = list(r.scan_iter(match=f"{self.name}:*", count=1000))
-                if keys:
-                    r.delete(*keys)
-                r.close()
-        except Exception as exc:  # noqa: BLE001 - cleanup is best effort, the report is what matters
-            print(f"cleanup of {self.kind} {self.name} failed: {exc}", file=sys.stderr)
-
-
-def _pg_user() -> str:
-    return os.environ.get("PGUSER", "postgres")
+        self.service.cleanup()
 
 
 class Soak:

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,17 +27,6 @@ TASKS = ROOT / "tests" / "support" / "jobtasks.py"
 #: idle 1 s, then 2 probes 1 s apart: a silent peer is dropped ~3 s after it fell silent.
 FAST_KEEPALIVE = ("--keepalive-idle", "1", "--keepalive-interval", "1", "--keepalive-count", "2")
 DETECT_S = 3
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def admin(address: tuple[str, int], command: bytes, timeout: float = 5.0) -> list[str]:
