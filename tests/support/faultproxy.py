@@ -38,7 +38,6 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 SO_DETACH_FILTER = getattr(socket, "SO_DETACH_FILTER", 27)
@@ -340,7 +339,7 @@ class FaultProxy:
     close = stop
 
     def __enter__(self) -> FaultProxy:
-        return self.start()
+        return self if self._listener is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -438,13 +437,3 @@ class FaultProxy:
                 raise TimeoutError(f"{len(self.links)} of {n} connections proxied after {timeout} s")
             time.sleep(0.01)
         return self._each()
-
-
-@contextlib.contextmanager
-def proxied(target: int | tuple[str, int]) -> Iterator[FaultProxy]:
-    """``with proxied(port) as proxy:`` a started proxy, stopped afterwards."""
-    proxy = FaultProxy(target).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
