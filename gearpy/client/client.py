@@ -7,8 +7,10 @@ unique reaches the same server and duplicates coalesce there. A job without one 
 When the chosen server is down the next one in the list is tried, and so on around the list.
 
 Failover never re-runs a job silently: a submit moves on only if the server did not answer
-JOB_CREATED. Once a foreground job is created, losing its connection ends it as
-:class:`~gearpy.errors.JobOutcomeUnknown`.
+JOB_CREATED (a refused or lost connection). Once a foreground job is created, losing its connection
+ends it as :class:`~gearpy.errors.JobOutcomeUnknown`. A submit that gets no answer within its
+``timeout`` raises :class:`~gearpy.errors.OutcomeUnknownTimeout` and closes that connection, so the
+next submit reconnects or fails over instead of waiting behind a silent server.
 
 The client holds no global state: each :class:`Client` owns its connections, and after ``fork()`` a
 child notices the new pid and opens its own connections instead of sharing the parent's sockets.
