@@ -15,7 +15,8 @@ import zlib
 from collections import Counter
 
 import pytest
-from reliability_support import status, wait_until
+from polling import wait_until
+from reliability_support import status
 from stores import make_service
 
 from gearpy.client import Client

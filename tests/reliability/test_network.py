@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 import socket
 import time
+import zlib
 
 import pytest
 from faultproxy import DOWN, UP
-from reliability_support import DETECT_S, connections, status, wait_until
+from polling import wait_until
+from reliability_support import DETECT_S, connections, status
 
-from gearpy.client import submit
+from gearpy.client import Client, submit
 from gearpy.errors import GearpyTimeoutError, JobOutcomeUnknown, OutcomeUnknownTimeout
 from gearpy.protocol import Decoder, PacketType, encode_request
 
@@ -127,3 +129,22 @@ def test_half_open_client_connection_is_freed(server, proxy) -> None:
             c.recv(10)
     wait_until(lambda: connections(srv) == baseline, DETECT_S + 10, "the server to free the connections")
     assert _timed_out_connections(srv.log()) == 3
+
+
+def test_submits_fail_over_from_a_partitioned_server(server, proxy) -> None:
+    """A server cut off by a partition: the submit in flight times out (outcome unknown), and the
+    next submits for it reconnect, find it unreachable and go to the next server."""
+    first, second = server(), server()
+    fronts = [proxy(first.port), proxy(second.port)]
+    unique = next(u for u in (f"u{i}" for i in range(100)) if zlib.crc32(u.encode()) % 2 == 0)
+    with Client([f.address for f in fronts], timeout=2, connect_timeout=1) as client:
+        job = client.submit("record", b"x", background=True, unique=unique)
+        assert job.server == fronts[0].address
+        fronts[0].blackhole()
+        with pytest.raises(OutcomeUnknownTimeout):
+            client.submit("record", b"y", background=True, unique=unique)
+        started = time.monotonic()
+        job = client.submit("record", b"z", background=True, unique=unique)
+        assert job.server == fronts[1].address  # failed over
+        assert time.monotonic() - started < 1 + 3
+    assert status(second)[0] == 1

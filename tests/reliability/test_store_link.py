@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import status, wait_until
+from polling import wait_until
+from reliability_support import status
 from stores import make_service
 
 from gearpy.client import Client
