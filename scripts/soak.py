@@ -56,12 +56,12 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "support"))
-
-from faultproxy import FaultProxy  # noqa: E402
-from stores import make_service  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's helpers (tests/support)
 
 from gearpy.testing import ServerProcess, gearpy_server_argv  # noqa: E402
+
+from support.faultproxy import FaultProxy  # noqa: E402
+from support.stores import make_service  # noqa: E402
 
 TASKS = ROOT / "tests" / "support" / "jobtasks.py"
 FUNCTION = "record"

@@ -1,16 +1,86 @@
 """Reliability round 2 (issue #16): network faults, store outages and a fleet, with real processes.
 
-Puts this directory on ``sys.path`` so test modules can import ``reliability_support`` (pytest runs
-with ``--import-mode=importlib``), and re-exports its fixtures.
+Every test runs real ``gearpy-server`` processes, real ``gearpy-worker`` processes serving
+``tests/support/jobtasks.py`` (one JSON line per run in a job log), real clients, and the real
+MariaDB / PostgreSQL / Redis of the machine, with :class:`support.faultproxy.FaultProxy` as the
+network in between (helpers: ``support/reliability.py``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+import pytest
 
-from reliability_support import joblog, proxy, server, worker  # noqa: E402,F401
+from gearpy.testing import ServerProcess, gearpy_server_argv
+
+from support.faultproxy import FaultProxy
+from support.reliability import FAST_KEEPALIVE, TASKS, JobLog
+
+
+@pytest.fixture
+def joblog(tmp_path: Path) -> JobLog:
+    return JobLog(tmp_path / "jobs.jsonl")
+
+
+@pytest.fixture
+def proxy() -> Iterator[Callable[[int], FaultProxy]]:
+    """``proxy(port)``: a started :class:`FaultProxy` in front of ``port``, stopped after the test."""
+    made: list[FaultProxy] = []
+
+    def make(port: int) -> FaultProxy:
+        p = FaultProxy(port).start()
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """``server(*flags)``: a gearpy-server with FAST_KEEPALIVE and INFO logs (connections are
+    logged); its log must hold no traceback."""
+    made: list[ServerProcess] = []
+
+    def make(*args: str, port: int | None = None) -> ServerProcess:
+        log = tmp_path / f"server-{len(made)}.log"
+        argv = gearpy_server_argv(*FAST_KEEPALIVE, "--verbose", "INFO", *args)
+        srv = ServerProcess(argv, port=port, log_path=log).start()
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.stop()
+        assert "Traceback" not in srv.log(), srv.log()
+
+
+@pytest.fixture
+def worker(tmp_path: Path, joblog: JobLog) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``worker(*addresses, concurrency=1, key=None)``: a gearpy-worker serving ``record`` (or
+    ``KEY-record``) on every address."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*addresses: str, concurrency: int = 1, key: str | None = None) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "gearpy.worker", str(TASKS), "--concurrency", str(concurrency)]
+        argv += ["--shutdown-timeout", "2"] + (["--key", key] if key else [])
+        for address in addresses:
+            argv += ["-s", address]
+        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
+        env = {**os.environ, "GEARPY_JOBLOG": str(joblog.path)}
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)

@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from faultproxy import FaultProxy
+
+from support.faultproxy import FaultProxy
 
 
 @pytest.fixture

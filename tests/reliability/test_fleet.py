@@ -15,12 +15,13 @@ import zlib
 from collections import Counter
 
 import pytest
-from polling import wait_until
-from reliability_support import status
-from stores import make_service
 
 from gearpy.client import Client
 from gearpy.errors import JobOutcomeUnknown
+
+from support.reliability import fn_status
+from support.stores import make_service
+from support.waits import wait_until
 
 pytestmark = pytest.mark.slow
 VICTIM = 1
@@ -46,7 +47,7 @@ def test_fleet_survives_a_sigkilled_server(kind, server, worker, joblog, tmp_pat
         for _ in range(2):
             worker(*addresses, concurrency=2)
         for srv in servers:
-            wait_until(lambda srv=srv: status(srv)[2] == 2, 30, "both workers on every server")
+            wait_until(lambda srv=srv: fn_status(srv)[2] == 2, "both workers on every server", 30)
 
         acked: dict[str, str] = {}  # job id -> address of the server that acknowledged it
         with Client(addresses, timeout=10) as client:
@@ -73,7 +74,7 @@ def test_fleet_survives_a_sigkilled_server(kind, server, worker, joblog, tmp_pat
 
             th = threading.Thread(target=foreground, daemon=True)
             th.start()
-            wait_until(lambda: joblog.runs(fg_id, "start"), 20, "the foreground job to start")
+            wait_until(lambda: joblog.runs(fg_id, "start"), "the foreground job to start", 20)
             assert any(s == addresses[VICTIM] for s in acked.values())
 
             servers[VICTIM].kill()
@@ -92,9 +93,9 @@ def test_fleet_survives_a_sigkilled_server(kind, server, worker, joblog, tmp_pat
             time.sleep(1)
             servers[VICTIM].start()  # same port, same store
             restarted_at = time.time()
-            wait_until(lambda: set(joblog.ids()) >= set(acked), 60, "every acknowledged job to run")
+            wait_until(lambda: set(joblog.ids()) >= set(acked), "every acknowledged job to run", 60)
             for srv in servers:
-                wait_until(lambda srv=srv: status(srv)[:2] == (0, 0), 30, "the queues to drain")
+                wait_until(lambda srv=srv: fn_status(srv)[:2] == (0, 0), "the queues to drain", 30)
 
         executed = Counter(joblog.ids())
         lost = set(acked) - set(executed)

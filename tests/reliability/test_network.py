@@ -14,13 +14,14 @@ import time
 import zlib
 
 import pytest
-from faultproxy import DOWN, UP
-from polling import wait_until
-from reliability_support import DETECT_S, connections, status
 
 from gearpy.client import Client, submit
 from gearpy.errors import GearpyTimeoutError, JobOutcomeUnknown, OutcomeUnknownTimeout
 from gearpy.protocol import Decoder, PacketType, encode_request
+
+from support.faultproxy import DOWN, UP
+from support.reliability import DETECT_S, connections, fn_status
+from support.waits import wait_until
 
 T = PacketType
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def _timed_out_connections(log: str) -> int:
 def test_client_blackholed_mid_submit(server, worker, proxy, joblog, reached) -> None:
     srv = server()
     worker(srv.address)
-    wait_until(lambda: status(srv)[2] == 1, 20, "the worker")
+    wait_until(lambda: fn_status(srv)[2] == 1, "the worker", 20)
     baseline = connections(srv)
     front = proxy(srv.port)
     # The partition starts just after the submit reached the server (its answer is swallowed),
@@ -50,12 +51,12 @@ def test_client_blackholed_mid_submit(server, worker, proxy, joblog, reached) ->
     assert isinstance(info.value, JobOutcomeUnknown) and isinstance(info.value, GearpyTimeoutError)
     assert 2 <= took < 2 + 3, took
     # The server drops the dead client's connection within its keepalive budget (3 s here).
-    wait_until(lambda: connections(srv) == baseline, DETECT_S + 10, "the server to free the connection")
+    wait_until(lambda: connections(srv) == baseline, "the server to free the connection", DETECT_S + 10)
     assert _timed_out_connections(srv.log()) == 1
     time.sleep(1)
     runs = len(joblog.runs("job-1"))
     assert runs == (1 if reached else 0)  # at most once; and only if the submit got there
-    assert status(srv)[:2] == (0, 0)
+    assert fn_status(srv)[:2] == (0, 0)
 
 
 def _read_packets(sock: socket.socket, dec: Decoder, timeout: float, until=lambda packets: False) -> list:
@@ -81,36 +82,36 @@ def test_worker_blackholed_mid_job_is_requeued_once_and_late_result_dropped(
     srv = server()
     front = proxy(srv.port)
     first = worker(front.address)
-    wait_until(lambda: status(srv)[2] == 1, 20, "the first worker")
+    wait_until(lambda: fn_status(srv)[2] == 1, "the first worker", 20)
     client = socket.create_connection((srv.host, srv.port), timeout=10)
     dec = Decoder(allow_admin=False)
     client.sendall(encode_request(T.SUBMIT_JOB, b"record", b"job-w", b"sleep:4:job-w"))
     [created] = _read_packets(client, dec, 5, until=len)
     assert created.kind == T.JOB_CREATED
     handle = created.args[0]
-    wait_until(lambda: joblog.runs("job-w", "start"), 10, "the first worker to start the job")
+    wait_until(lambda: joblog.runs("job-w", "start"), "the first worker to start the job", 10)
     front.blackhole()
     cut = time.monotonic()
     second = worker(srv.address)
     # The server notices the silent worker within its keepalive budget and requeues the job once.
-    wait_until(lambda: _timed_out_connections(srv.log()), DETECT_S + 10, "the server to drop the worker")
+    wait_until(lambda: _timed_out_connections(srv.log()), "the server to drop the worker", DETECT_S + 10)
     noticed = time.monotonic() - cut
     assert noticed < DETECT_S + 10, noticed
-    wait_until(lambda: len(joblog.runs("job-w", "start")) == 2, 20, "the job to be requeued")
+    wait_until(lambda: len(joblog.runs("job-w", "start")) == 2, "the job to be requeued", 20)
     packets = _read_packets(client, dec, 20, until=lambda ps: any(p.kind == T.WORK_COMPLETE for p in ps))
     packets += _read_packets(client, dec, 1)
     completes = [p for p in packets if p.kind == T.WORK_COMPLETE]
     assert [p.args for p in completes] == [(handle, b"done:sleep:4:job-w")]
     # The first worker finished too, but its result sits in the dead link. Bring the link back:
-    wait_until(lambda: len(joblog.runs("job-w")) == 2, 15, "the first worker to finish")
+    wait_until(lambda: len(joblog.runs("job-w")) == 2, "the first worker to finish", 15)
     front.heal()
     late = _read_packets(client, dec, 3)
     assert [p for p in late if p.args[:1] == (handle,)] == []  # the late result was dropped
     starts = joblog.runs("job-w", "start")
     assert [r["pid"] for r in starts] == [first.pid, second.pid]  # requeued exactly once
-    assert status(srv)[:2] == (0, 0)
+    assert fn_status(srv)[:2] == (0, 0)
     # The first worker finds its connection gone and serves again on a new one.
-    wait_until(lambda: status(srv)[2] == 2, 70, "the first worker to reconnect")
+    wait_until(lambda: fn_status(srv)[2] == 2, "the first worker to reconnect", 70)
     client.close()
 
 
@@ -121,13 +122,13 @@ def test_half_open_client_connection_is_freed(server, proxy) -> None:
     front = proxy(srv.port)
     conns = [socket.create_connection(("127.0.0.1", front.port), timeout=5) for _ in range(3)]
     front.wait_links(3)
-    wait_until(lambda: connections(srv) == baseline + 3, 10, "three connections")
+    wait_until(lambda: connections(srv) == baseline + 3, "three connections", 10)
     front.half_open(keep="upstream")  # the clients are told (RST), the server's ends go silent
     for c in conns:
         with pytest.raises(OSError):
             c.sendall(b"x" * 100)
             c.recv(10)
-    wait_until(lambda: connections(srv) == baseline, DETECT_S + 10, "the server to free the connections")
+    wait_until(lambda: connections(srv) == baseline, "the server to free the connections", DETECT_S + 10)
     assert _timed_out_connections(srv.log()) == 3
 
 
@@ -147,4 +148,4 @@ def test_submits_fail_over_from_a_partitioned_server(server, proxy) -> None:
         job = client.submit("record", b"z", background=True, unique=unique)
         assert job.server == fronts[1].address  # failed over
         assert time.monotonic() - started < 1 + 3
-    assert status(second)[0] == 1
+    assert fn_status(second)[0] == 1

@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from polling import wait_until
-from reliability_support import status
-from stores import make_service
 
 from gearpy.client import Client
 from gearpy.errors import ServerError
 from gearpy.protocol import Decoder, PacketType, encode_request
 from gearpy.server.store import open_store
+
+from support.reliability import fn_status
+from support.stores import make_service
+from support.waits import wait_until
 
 T = PacketType
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_store_link_blackholed_and_reset_mid_commit(kind, server, worker, proxy,
         link = proxy(svc.port)
         srv = server("-q", f"{svc.url_for(link.port)}&{TIMEOUTS}")
         worker(srv.address, key="fg")  # serves fg-record: foreground jobs, which need no store
-        wait_until(lambda: status(srv, "fg-record")[2] == 1, 20, "the foreground worker")
+        wait_until(lambda: fn_status(srv, "fg-record")[2] == 1, "the foreground worker", 20)
         outcomes: dict[str, str] = {}
         with Client([srv.address], timeout=30) as client:
             outcomes |= submit_batch(client, ["a1", "a2", "a3"])
@@ -114,13 +115,13 @@ def test_store_link_blackholed_and_reset_mid_commit(kind, server, worker, proxy,
         assert refused >= {"b1", "b2", "b3"}
         # What is in the database is exactly what was acknowledged: a refused job's row, if its
         # commit was cut after the database applied it, is deleted once the store is back.
-        wait_until(lambda: set(stored_ids(svc.url)) == acked, 10, f"the store to hold exactly {acked}")
+        wait_until(lambda: set(stored_ids(svc.url)) == acked, f"the store to hold exactly {acked}", 10)
 
         # Crash and restart: exactly the acknowledged jobs run, each once.
         srv.kill()
         srv.start()
         worker(srv.address)
-        wait_until(lambda: set(joblog.ids()) >= acked, 30, "every acknowledged job to run")
+        wait_until(lambda: set(joblog.ids()) >= acked, "every acknowledged job to run", 30)
         time.sleep(0.5)
         ran = [i for i in joblog.ids() if i != "fg1"]
         assert sorted(ran) == sorted(acked)
@@ -143,7 +144,7 @@ def test_slow_store_back_pressure_bounded_memory_no_foreground_stall(
         link = proxy(svc.port)
         srv = server("-q", svc.url_for(link.port), "--max-pending-commits", "64")
         worker(srv.address, key="fg")
-        wait_until(lambda: status(srv, "fg-record")[2] == 1, 20, "the foreground worker")
+        wait_until(lambda: fn_status(srv, "fg-record")[2] == 1, "the foreground worker", 20)
         link.delay(1.0)  # 2 s per round trip to the database: a commit takes 4 s or more
         n, size = 4000, 8192
         flood = b"".join(
@@ -198,7 +199,7 @@ def test_redis_without_aof_is_warned_about_at_start(server, tmp_path) -> None:
         fsync = r.config_get("appendfsync")["appendfsync"]
         r.close()
         srv = server("-q", svc.url)
-        log = wait_until(lambda: "listening on" in srv.log() and srv.log(), 10, "the server to start")
+        log = wait_until(lambda: "listening on" in srv.log() and srv.log(), "the server to start", 10)
         if aof == "no":
             assert "WARNING" in log and "appendonly=no" in log and "RDB snapshot" in log, log
         elif fsync != "always":

@@ -1,7 +1,14 @@
-"""The machine's databases as test stores: a private table / key prefix per test, dropped afterwards.
+"""Queue stores for tests: real SQLite files and the machine's MariaDB, PostgreSQL, Redis.
 
-Shared by ``tests/store`` and ``tests/reliability``. A service that cannot be reached skips the
-test, which ``GEARPY_REQUIRE_EXTERNAL=1`` (CI) turns into a failure.
+The fixtures ``service``, ``server_service``, ``service_of`` and ``fault_proxy`` (``tests/conftest.py``)
+are built on :func:`make_service` and :class:`FaultProxy`. Every test gets its own table / key
+prefix (random suffix), dropped afterwards, so tests can run in parallel with each other and with
+other users of the shared services. A service that cannot be reached skips the test, which
+``GEARPY_REQUIRE_EXTERNAL=1`` (CI) turns into a failure.
+
+:class:`FaultProxy` (:mod:`support.faultproxy`, re-exported here) stands between gearpy and a
+database: stopped and started again on the same port, blackholed, slowed or reset, it makes the
+database "go away" for gearpy without touching the shared service.
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from support.faultproxy import FaultProxy
+
+__all__ = ["KINDS", "FaultProxy", "Service", "make_service", "reachable"]
 
 MYSQL = ("127.0.0.1", 3306)
 POSTGRES = ("127.0.0.1", 5432)
