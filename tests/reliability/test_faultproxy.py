@@ -98,6 +98,7 @@ def test_blackhole_is_invisible_to_tcp_and_heals(echo) -> None:
         assert recv_exactly(kept, 4) == b"held"  # retransmitted once the link is back
 
 
+@pytest.mark.slow
 def test_reset_mid_packet_and_half_open(echo) -> None:
     port, accepted = echo
     with FaultProxy(port).start() as proxy:

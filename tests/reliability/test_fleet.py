@@ -38,7 +38,7 @@ def uniques_for(index: int, n: int, prefix: str, servers: int = 3) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.external)])
 def test_fleet_survives_a_sigkilled_server(kind, server, worker, joblog, tmp_path) -> None:
     services = [make_service(kind, tmp_path / f"s{i}") for i in range(3)]
     try:

@@ -27,7 +27,7 @@ from support.stores import make_service
 from support.waits import wait_until
 
 T = PacketType
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.external]
 
 #: A silent database fails a commit after 3 s, the retry's reconnect after 1 s more.
 TIMEOUTS = "commit_timeout=3&connect_timeout=1&reconnect_min=0.1&reconnect_max=0.5"
