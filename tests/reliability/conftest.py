@@ -2,8 +2,9 @@
 
 Every test runs real ``gearpy-server`` processes, real ``gearpy-worker`` processes serving
 ``tests/support/jobtasks.py`` (one JSON line per run in a job log), real clients, and the real
-MariaDB / PostgreSQL / Redis of the machine, with :class:`support.faultproxy.FaultProxy` as the
-network in between (helpers: ``support/reliability.py``).
+MariaDB / PostgreSQL / Redis of the machine (``service_of``), with the ``fault_proxy`` fixture
+(:class:`support.faultproxy.FaultProxy`) as the network in between (helpers:
+``support/reliability.py``).
 """
 
 from __future__ import annotations
@@ -18,28 +19,12 @@ import pytest
 
 from gearpy.testing import ServerProcess, gearpy_server_argv
 
-from support.faultproxy import FaultProxy
 from support.reliability import FAST_KEEPALIVE, TASKS, JobLog
 
 
 @pytest.fixture
 def joblog(tmp_path: Path) -> JobLog:
     return JobLog(tmp_path / "jobs.jsonl")
-
-
-@pytest.fixture
-def proxy() -> Iterator[Callable[[int], FaultProxy]]:
-    """``proxy(port)``: a started :class:`FaultProxy` in front of ``port``, stopped after the test."""
-    made: list[FaultProxy] = []
-
-    def make(port: int) -> FaultProxy:
-        p = FaultProxy(port).start()
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.stop()
 
 
 @pytest.fixture

@@ -32,12 +32,12 @@ def _timed_out_connections(log: str) -> int:
 
 
 @pytest.mark.parametrize("reached", [True, False], ids=["answer-lost", "request-lost"])
-def test_client_blackholed_mid_submit(server, worker, proxy, joblog, reached) -> None:
+def test_client_blackholed_mid_submit(server, worker, fault_proxy, joblog, reached) -> None:
     srv = server()
     worker(srv.address)
     wait_until(lambda: fn_status(srv)[2] == 1, "the worker", 20)
     baseline = connections(srv)
-    front = proxy(srv.port)
+    front = fault_proxy(srv.port)
     # The partition starts just after the submit reached the server (its answer is swallowed),
     # or just before (the submit itself is swallowed).
     if reached:
@@ -77,10 +77,10 @@ def _read_packets(sock: socket.socket, dec: Decoder, timeout: float, until=lambd
 
 
 def test_worker_blackholed_mid_job_is_requeued_once_and_late_result_dropped(
-    server, worker, proxy, joblog
+    server, worker, fault_proxy, joblog
 ) -> None:
     srv = server()
-    front = proxy(srv.port)
+    front = fault_proxy(srv.port)
     first = worker(front.address)
     wait_until(lambda: fn_status(srv)[2] == 1, "the first worker", 20)
     client = socket.create_connection((srv.host, srv.port), timeout=10)
@@ -115,11 +115,11 @@ def test_worker_blackholed_mid_job_is_requeued_once_and_late_result_dropped(
     client.close()
 
 
-def test_half_open_client_connection_is_freed(server, proxy) -> None:
+def test_half_open_client_connection_is_freed(server, fault_proxy) -> None:
     """The server's side of a half-open link (the client host vanished) is dropped in time."""
     srv = server()
     baseline = connections(srv)
-    front = proxy(srv.port)
+    front = fault_proxy(srv.port)
     conns = [socket.create_connection(("127.0.0.1", front.port), timeout=5) for _ in range(3)]
     front.wait_links(3)
     wait_until(lambda: connections(srv) == baseline + 3, "three connections", 10)
@@ -132,11 +132,11 @@ def test_half_open_client_connection_is_freed(server, proxy) -> None:
     assert _timed_out_connections(srv.log()) == 3
 
 
-def test_submits_fail_over_from_a_partitioned_server(server, proxy) -> None:
+def test_submits_fail_over_from_a_partitioned_server(server, fault_proxy) -> None:
     """A server cut off by a partition: the submit in flight times out (outcome unknown), and the
     next submits for it reconnect, find it unreachable and go to the next server."""
     first, second = server(), server()
-    fronts = [proxy(first.port), proxy(second.port)]
+    fronts = [fault_proxy(first.port), fault_proxy(second.port)]
     unique = next(u for u in (f"u{i}" for i in range(100)) if zlib.crc32(u.encode()) % 2 == 0)
     with Client([f.address for f in fronts], timeout=2, connect_timeout=1) as client:
         job = client.submit("record", b"x", background=True, unique=unique)
