@@ -9,15 +9,13 @@ MariaDB / PostgreSQL / Redis of the machine (``service_of``), with the ``fault_p
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gearpy.testing import ServerProcess, gearpy_server_argv
+from gearpy.testing import ServerProcess, gearpy_server_argv, start_worker_process
 
 from support.reliability import FAST_KEEPALIVE, TASKS, JobLog
 
@@ -53,14 +51,12 @@ def worker(tmp_path: Path, joblog: JobLog) -> Iterator[Callable[..., subprocess.
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*addresses: str, concurrency: int = 1, key: str | None = None) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "gearpy.worker", str(TASKS), "--concurrency", str(concurrency)]
-        argv += ["--shutdown-timeout", "2"] + (["--key", key] if key else [])
+        args = [str(TASKS), "--concurrency", str(concurrency), "--shutdown-timeout", "2"]
+        args += ["--key", key] if key else []
         for address in addresses:
-            argv += ["-s", address]
-        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
-        env = {**os.environ, "GEARPY_JOBLOG": str(joblog.path)}
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        log.close()
+            args += ["-s", address]
+        log = tmp_path / f"worker-{len(procs)}.log"
+        proc = start_worker_process(args, log, {"GEARPY_JOBLOG": str(joblog.path)})
         procs.append(proc)
         return proc
 
