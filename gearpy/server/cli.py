@@ -36,9 +36,8 @@ from gearpy.metrics import parse_listen
 from gearpy.server import gearmand_compat as compat
 from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
-from gearpy.server.io import run as serve
-from gearpy.server.store import open_store
-from gearpy.server.stores import gearmand_queue_url
+from gearpy.server.process import run as serve
+from gearpy.server.stores import gearmand_queue_url, open_store
 from gearpy.server.stores.url import parse_url
 
 PROG = "gearpy-server"
@@ -117,7 +116,12 @@ def _gearmand_queue_options(f: F) -> F:
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix (none = H:<hostname>).")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="Ignored: TCP keepalive is always on.")
-@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds (-1 = system).")
+@click.option(
+    "--keepalive-idle",
+    default=None,
+    type=int,
+    help="TCP_KEEPIDLE seconds; a silent peer is dropped after idle + interval x count (-1 = system).",
+)
 @click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds (-1 = system).")
 @click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes (-1 = system).")
 @click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'.")
@@ -130,6 +134,12 @@ def _gearmand_queue_options(f: F) -> F:
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
 @click.option("--max-queued-bytes", default=None, type=int, help="Payload bytes all queued jobs may hold.")
+@click.option(
+    "--max-pending-commits",
+    default=None,
+    type=int,
+    help="Background submits per connection waiting for the store before reading pauses.",
+)
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(
     "--metrics", default=None, metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here."
@@ -225,9 +235,6 @@ def queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue or queue.lower().startswith("sqlite:"):
         return queue
-    name = queue.lower()
-    if name in ("builtin", "memory", ""):
-        return "memory://"
     return gearmand_queue_url(queue, opts)
 
 
