@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gearpy.protocol import AdminCommand
+from gearpy.server import refusals
 from gearpy.server.index import DropOutcome
 from gearpy.server.interfaces import AdminGate
 from gearpy.server.state import HIGH, LOW, NORMAL, Conn, Function, Job, gm_hash
@@ -77,6 +78,7 @@ def answer_admin(target: AdminTarget, conn: Conn, cmd: AdminCommand, gate: Admin
     word = tokens[0].lower()
     mutating = word in MUTATING
     if mutating and gate is not None and not gate(conn):
+        refusals.admin_refused(conn.ip, conn.peer_cert_subject, word.decode("ascii", "replace"))
         return DENIED
     handler = _COMMANDS.get(word)
     if handler is None:

@@ -7,7 +7,6 @@ knows nothing of signals or files, so embedding a server (tests, an application)
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from gearpy.errors import ConfigError, StoreError
 from gearpy.logs import NOTICE
 from gearpy.server.config import ServerConfig
 from gearpy.server.net import GearServer
+from gearpy.server.pidfile import remove_pid_file, write_pid_file
 from gearpy.server.store import QueueStore
 
 log = logging.getLogger("gearpy.server")
@@ -35,11 +35,6 @@ def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
     gevent.signal_handler(signal.SIGUSR1, server.drain)
     gevent.signal_handler(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-
-
-def write_pid_file(path: str) -> None:
-    with open(path, "w") as f:
-        f.write(f"{os.getpid()}\n")
 
 
 def run(
@@ -80,7 +75,4 @@ def run(
         return server.serve_forever()
     finally:
         if cfg.pid_file:
-            try:
-                os.unlink(cfg.pid_file)
-            except OSError:
-                pass
+            remove_pid_file(cfg.pid_file)

@@ -10,28 +10,13 @@ import ssl
 from typing import Any
 
 from gearpy.errors import ConfigError
+from gearpy.server import certsubject
 from gearpy.server.config import ServerConfig
-
-#: Short names of the subject attributes, as OpenSSL prints them (``CN=x,O=y``).
-_SHORT_NAMES = {
-    "commonName": "CN",
-    "organizationName": "O",
-    "organizationalUnitName": "OU",
-    "countryName": "C",
-    "localityName": "L",
-    "stateOrProvinceName": "ST",
-}
 
 
 def peer_subject(cert: dict[str, Any] | None) -> str | None:
-    """A peer certificate's subject as ``CN=x,O=y`` (for ACLs and logs), or None without one."""
-    if not cert:
-        return None
-    parts = []
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            parts.append(f"{_SHORT_NAMES.get(key, key)}={value}")
-    return ",".join(parts)
+    """A peer certificate's subject, escaped so that it compares structurally (ACLs, admin-allow, logs)."""
+    return certsubject.of_peercert(cert)
 
 
 def make_server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:

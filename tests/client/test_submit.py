@@ -247,3 +247,19 @@ def test_close_from_another_thread_wakes_a_waiting_reader(gearman_server):
     reader.join(30)
     assert not reader.is_alive(), "close() did not wake the reader blocked in recv()"
     assert len(outcome) == 1 and isinstance(outcome[0], JobOutcomeUnknown)
+
+
+def test_submit_many_request_none_does_not_hide_the_batch_default(gearpy_server):
+    """A request's ``key=None``/``priority=None`` means "not given" (issue 17: unset options)."""
+    with Client([gearpy_server.address]) as client:
+        jobs = client.submit_many(
+            [{"function": "nonefn", "payload": b"x", "key": None, "priority": None}],
+            key="site9",
+            priority="high",
+            background=True,
+        )
+        assert jobs[0].handle
+    with Admin(gearpy_server.address) as admin:
+        prio = {p.function: p for p in admin.prioritystatus()}
+    assert "nonefn" not in prio
+    assert (prio["site9-nonefn"].high, prio["site9-nonefn"].normal) == (1, 0)

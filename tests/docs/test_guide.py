@@ -64,3 +64,18 @@ def test_metric_names_match_the_code() -> None:
     assert defined, "no metric definitions found"
     assert defined - documented == set(), "exported but not in docs/guide.md"
     assert documented - defined == set(), "in docs/guide.md but not exported"
+
+
+def test_acl_example_loads_and_means_what_the_text_says() -> None:
+    import yaml
+
+    from gearpy.server.acl import FunctionAcl
+
+    block = re.search(r"```yaml\n(# /etc/gearpy/acl.yml.*?)```", TEXT, re.S)
+    assert block, "the Security section's ACL example is missing"
+    acl = FunctionAcl(yaml.safe_load(block.group(1)))
+    worker, webapp = "CN=imaging-worker,O=acme", "CN=webapp,O=acme"
+    assert acl.allowed(worker, "register", b"thumbnail") and not acl.allowed(worker, "register", b"r")
+    assert not acl.allowed(worker, "invoke", b"resize")
+    assert acl.allowed(webapp, "invoke", b"report_daily") and not acl.allowed(webapp, "register", b"resize")
+    assert not acl.allowed(None, "invoke", b"resize") and not acl.allowed("CN=other", "register", b"resize")

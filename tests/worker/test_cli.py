@@ -69,6 +69,12 @@ def test_help_documents_options_and_exit_codes(workdir):
         (["-s", "host:notaport", "wtasks"], EXIT_USAGE, "invalid port"),
         (["--config", "/nonexistent/gearpy.yml", "wtasks"], EXIT_USAGE, "cannot read config file"),
         (["--log-level", "LOUD", "wtasks"], EXIT_USAGE, "unknown log level"),
+        # TLS files without --ssl would connect in plaintext (issue 18): refused before connecting.
+        (
+            ["--ssl-ca-file", "ca.pem", "--ssl-certificate", "c.pem", "--ssl-key", "k.pem", "wtasks"],
+            EXIT_USAGE,
+            "ssl_ca_file, ssl_certificate, ssl_key given without ssl",
+        ),
     ],
 )
 def test_mistakes_are_one_line_and_a_documented_code(workdir, args, code, needle):

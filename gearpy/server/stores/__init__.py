@@ -74,7 +74,7 @@ def _sqlite(url: StoreURL, opts: dict[str, object]) -> Backend:
 
 def _name(url: StoreURL, default_port: int, detail: str) -> str:
     """A log-safe name: scheme, user, host, port, database; never the password."""
-    user = f"{url.user}:***@" if url.password else (f"{url.user}@" if url.user else "")
+    user = f"{url.user or ''}:***@" if url.password else (f"{url.user}@" if url.user else "")
     return f"{url.scheme}://{user}{url.host or '127.0.0.1'}:{url.port or default_port}/{url.path} {detail}"
 
 
@@ -113,8 +113,8 @@ def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
 
 def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
     mod = redis_backend
-    # ``table`` is accepted as a synonym: the CLI's ``--queue-table`` names "table or key prefix".
-    prefix = str(opts.get("prefix") or opts.get("table") or mod.DEFAULT_PREFIX)
+    # ``table`` arrives here as ``prefix`` (``OPTION_ALIASES``): ``--queue-table`` names "table or prefix".
+    prefix = str(opts.get("prefix") or mod.DEFAULT_PREFIX)
     try:
         db = int(url.path or 0)
     except ValueError:
@@ -139,13 +139,15 @@ class StoreKind(NamedTuple):
     #: None for the in-memory store: nothing to connect to, nothing durable
     backend: Callable[[StoreURL, dict[str, object]], Backend] | None
     extra_options: Mapping[str, type]
+    #: option names accepted as another's (redis: ``table`` means ``prefix``)
+    option_aliases: Mapping[str, str] = {}
 
 
 _MEMORY = StoreKind(None, {})
 _SQLITE = StoreKind(_sqlite, sqlite_backend.EXTRA_OPTIONS)
 _MYSQL = StoreKind(_mysql, mysql_backend.EXTRA_OPTIONS)
 _POSTGRES = StoreKind(_postgres, postgres_backend.EXTRA_OPTIONS)
-_REDIS = StoreKind(_redis, redis_backend.EXTRA_OPTIONS)
+_REDIS = StoreKind(_redis, redis_backend.EXTRA_OPTIONS, redis_backend.OPTION_ALIASES)
 
 #: Every queue store by URL scheme (gearmand's ``-q`` names are translated by gearmand_queue_url).
 STORES: dict[str, StoreKind] = {
@@ -180,7 +182,7 @@ def make_backend(url: str, **options: object) -> tuple[Backend, dict[str, object
             f"unknown queue store {parsed.scheme!r} in {parsed.redacted!r} "
             f"(known: {', '.join(sorted(STORES))})"
         )
-    opts = parse_options(parsed, options, kind.extra_options)
+    opts = parse_options(parsed, options, kind.extra_options, kind.option_aliases)
     if opts.get("prefix") and kind is not _REDIS:
         raise ConfigError(f"'prefix' is for redis queue stores; use 'table' for {parsed.scheme}")
     try:
