@@ -394,7 +394,7 @@ class ServerCore:
             for job in reversed(held):
                 self._requeue(job)
         check_idle = self.index.check_idle
-        for fn in dropped:
+        for fn in reversed(dropped):  # oldest registration first: the newest are kept longest
             check_idle(fn)
 
     def _pre_sleep(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
