@@ -342,3 +342,20 @@ def test_metrics_listener_has_a_connection_limit_and_a_timeout(make_server):
     wait_until(lambda: "gearman_up 1.0" in scrape(port), 20, "a full scrape to be served again")
     echo_ok(server)
 
+
+
+def test_gearpy_client_reads_gearmands_raw_names_safely(gearmand_server):
+    """gearmand prints names raw: gearpy-client keeps a tab inside a name and escapes controls."""
+    w = connect(gearmand_server)
+    w.sendall(encode_request(T.CAN_DO, b"tab\tname") + encode_request(T.CAN_DO, b"esc\x1b[2Jname"))
+    w.sendall(encode_request(T.SUBMIT_JOB_BG, b"tab\tname", b"", b"x"))
+    assert read_packets(w, 1)[0].kind == T.JOB_CREATED
+    cli = [sys.executable, "-m", "gearpy.client", "--server", gearmand_server.address]
+    table = subprocess.run([*cli, "status"], capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "\x1b" not in table.stdout and "\t" not in table.stdout
+    rows = {line.split()[1]: line.split()[2:] for line in table.stdout.splitlines()[1:]}
+    assert rows == {r"tab\x09name": ["1", "0", "1"], r"esc\x1b[2Jname": ["0", "0", "1"]}, table.stdout
+    out = subprocess.run([*cli, "--json", "status"], capture_output=True, timeout=60).stdout
+    assert {r["function"]: r["total"] for r in json.loads(out)} == {"tab\tname": 1, "esc\x1b[2Jname": 0}
+    w.close()
