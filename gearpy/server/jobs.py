@@ -276,8 +276,12 @@ class JobBook:
     def discard(self, job: Job) -> None:
         """Forget a job entirely (ended, or abandoned and popped off its queue)."""
         if self.jobs.pop(job.handle, None) is not None:
-            self.queued_bytes -= footprint(job)
             fn = job.function
+            # footprint(job), inlined on the hot path (the core fuzz test checks they agree)
+            size = JOB_BYTES + len(job.payload) + len(job.reducer)
+            if job.unique:
+                size += UNIQUE_BYTES + len(job.unique) + len(fn.name)
+            self.queued_bytes -= size
             fn.live -= 1
             if not fn.workers and fn.unused():
                 self.index.mark_idle(fn)
