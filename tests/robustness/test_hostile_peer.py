@@ -17,21 +17,15 @@ import sys
 import time
 import urllib.request
 
-from robustness_support import (
-    T,
-    admin,
-    closed_by_server,
-    connect,
-    echo_ok,
-    read_packets,
-    rss_kib,
-    status,
-    wait_until,
-)
+import pytest
 
 from gearpy.protocol import Packet, encode_request
 from gearpy.server.jobs import JOB_BYTES
 from gearpy.testing import free_port
+
+from support.raw import T, admin, closed_by_server, connect, echo_ok, read_packets, status
+from support.waits import wait_until
+from support.workers import rss_kib
 
 MiB = 1024 * 1024
 
@@ -126,7 +120,7 @@ def test_functions_nobody_uses_are_forgotten_beyond_the_limit(make_server):
     w.close()
     # the worker's 200 names outlived it before; now the 10 it registered last stay, as gearmand's
     # status would show them, and the queued job's function
-    wait_until(lambda: len(status(server)) == 11, 10, "idle functions to be forgotten")
+    wait_until(lambda: len(status(server)) == 11, "idle functions to be forgotten", timeout=10)
     assert set(status(server)) == {"queued"} | {f"fn{i:03d}" for i in range(190, 200)}
     assert status(server)["queued"] == (1, 0, 0)
 
@@ -196,7 +190,7 @@ def metrics_listening(port: int) -> None:
         except OSError:
             return False
 
-    wait_until(up, 10, "the metrics listener")
+    wait_until(up, "the metrics listener", timeout=10)
 
 
 def series(text: str, family: str) -> dict[str, float]:
@@ -218,7 +212,8 @@ def test_metrics_series_are_bounded_and_dropped_with_their_functions(make_server
     workers = series(scrape(port), "gearman_workers")
     assert len(workers) == 21 and workers["__other__"] == 2980, sorted(workers)[:5]
     w.close()
-    wait_until(lambda: len(series(scrape(port), "gearman_workers")) == 5, 10, "gone functions' series to go")
+    gone = "the series of functions that are gone to go"
+    wait_until(lambda: len(series(scrape(port), "gearman_workers")) == 5, gone, timeout=10)
     assert "__other__" not in series(scrape(port), "gearman_workers")
 
 
@@ -266,6 +261,7 @@ def test_max_jobs_per_connection(make_server, tmp_path):
 # -- 18.6 and hardening: connections -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tls_handshakes_count_against_max_connections(make_server, tls_args):
     server = make_server(*tls_args("--max-connections", "5", "--handshake-timeout", "20"))
     time.sleep(0.5)  # the start-up probe's connection is gone
@@ -297,13 +293,14 @@ def test_refused_connections_are_logged_rate_limited_and_loopback_admin_keeps_a_
         assert closed_by_server(a)
     for s in refused:
         s.close()
-    wait_until(lambda: "refusing connection" in server.log(), 5, "the refusal to be logged")
+    wait_until(lambda: "refusing connection" in server.log(), "the refusal to be logged", timeout=5)
     lines = [line for line in server.log().splitlines() if "refusing connection" in line]
     assert 1 <= len(lines) <= 10, f"{len(lines)} log lines for 40 refusals"
     for s in held:
         echo_ok(s)
 
 
+@pytest.mark.slow
 def test_idle_timeout_closes_connections_that_hold_nothing(make_server):
     server = make_server("--idle-timeout", "1")
     idle = connect(server)
@@ -320,6 +317,7 @@ def test_idle_timeout_closes_connections_that_hold_nothing(make_server):
     echo_ok(client)
 
 
+@pytest.mark.slow
 def test_metrics_listener_has_a_connection_limit_and_a_timeout(make_server):
     port = free_port()
     server = make_server(
@@ -339,7 +337,7 @@ def test_metrics_listener_has_a_connection_limit_and_a_timeout(make_server):
     assert closed_by_server(half[0], 5), "a half-sent request outlived --metrics-timeout"
     for s in half:
         s.close()
-    wait_until(lambda: "gearman_up 1.0" in scrape(port), 20, "a full scrape to be served again")
+    wait_until(lambda: "gearman_up 1.0" in scrape(port), "a full scrape to be served again", timeout=20)
     echo_ok(server)
 
 

@@ -12,6 +12,8 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
+import pytest
+
 from gearpy.protocol import Packet, PacketType
 from gearpy.server.core import ServerCore
 from gearpy.server.jobs import footprint
@@ -117,6 +119,7 @@ def measured_bytes_per_job(unique: bool, n: int = 20000) -> float:
         assert counted == sum(footprint(j) for j in core.jobs.values()) / n
 
 
+@pytest.mark.slow
 def test_max_queued_bytes_counts_what_a_job_really_costs():
     """The per-job constants are measured, not guessed: counted is at least 90 % of the real cost."""
     for unique in (False, True):
