@@ -23,7 +23,7 @@ from gearpy.protocol import Packet, encode_request
 from gearpy.server.jobs import JOB_BYTES
 from gearpy.testing import free_port
 
-from support.raw import T, admin, closed_by_server, connect, echo_ok, read_packets, status
+from support.raw import T, admin, closed_by_server, connect, echo_ok, read_packets, served_connections, status
 from support.waits import wait_until
 from support.workers import rss_kib
 
@@ -276,10 +276,7 @@ def test_tls_handshakes_count_against_max_connections(make_server, tls_args):
 
 def test_refused_connections_are_logged_rate_limited_and_loopback_admin_keeps_a_slot(make_server):
     server = make_server("--max-connections", "3")
-    held = []
-    for _ in range(3):
-        held.append(connect(server))
-        echo_ok(held[-1])
+    held = served_connections(server, 3)
     # full: a loopback admin still gets in (one connection), for admin lines only
     with connect(server) as a:
         a.sendall(b"status\n")
