@@ -21,7 +21,12 @@ Decisions where gearpy differs from gearmand 1.1.20 on purpose (each is a fix of
 
 Limits gearmand lacks (issue 18), each a fix of what one hostile peer could do to everyone:
 
-* A connection is attached to a job once, however often it submits it; it gets one result.
+* A connection is attached to a job once, however often it submits it (one dict entry with a
+  count, so a leaving client is detached in O(1)); each packet for the job is framed once and the
+  same bytes object is queued once per submit, as gearmand sends it (libgearman clients with two
+  tasks of one unique wait for two results). The gevent layer checks ``max_output_buffer``
+  before it joins anything, so a thousand submits of one job cannot make a result a thousand
+  copies.
 * A repeated CAN_DO (or CAN_DO_TIMEOUT, whose timeout then replaces the old one) registers nothing
   new: ``status`` counts the connection once, where gearmand counts every CAN_DO.
 * A function name is at most ``max_function_name`` bytes (``ERROR ARGUMENT_TOO_LARGE``) and has
@@ -178,6 +183,7 @@ class ServerCore:
         self._finish = book.finish
         self._requeue = book.requeue
         self._fail_clients = book.fail_clients
+        self._fan_out = book.fan_out
         self._unsleep = queues.unsleep
         self._select = queues.select
         self._stop_job_timer = queues.stop_job_timer
@@ -463,17 +469,13 @@ class ServerCore:
         job.numerator = atoi(args[1])
         job.denominator = atoi(args[2])
         if job.clients:
-            data = _frame(T.WORK_STATUS, *args)
-            for c in job.clients:
-                self._send(c, data)
+            self._fan_out(job, _frame(T.WORK_STATUS, *args))
 
     def _work_data(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         job = self._owned_job(conn, args[0], kind)
         if job is None or not job.clients:
             return
-        data = _frame(kind, *args)
-        for c in job.clients:
-            self._send(c, data)
+        self._fan_out(job, _frame(kind, *args))
 
     def _work_end(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         handle = args[0]
@@ -492,18 +494,16 @@ class ServerCore:
         job.worker = None
         if job.clients:
             if kind == T.WORK_COMPLETE:
-                data = _frame(T.WORK_COMPLETE, handle, args[1])
-                for c in job.clients:
-                    self._send(c, data)
+                self._fan_out(job, _frame(T.WORK_COMPLETE, handle, args[1]))
             elif kind == T.WORK_FAIL:
-                data = encode_unchecked_one(T.WORK_FAIL, handle)
-                for c in job.clients:
-                    self._send(c, data)
+                self._fan_out(job, encode_unchecked_one(T.WORK_FAIL, handle))
             else:
                 exc = _frame(T.WORK_EXCEPTION, handle, args[1])
                 fail = encode_unchecked_one(T.WORK_FAIL, handle)
-                for c in job.clients:
-                    self._send(c, exc if c.exceptions else fail)
+                dirty = self.dirty
+                for c, times in job.clients.items():
+                    c.push_times(exc if c.exceptions else fail, times)
+                    dirty.add(c)
         if kind == T.WORK_EXCEPTION:
             conn.last_exception = handle
         outcome = "complete" if kind == T.WORK_COMPLETE else "fail" if kind == T.WORK_FAIL else "exception"
@@ -533,9 +533,8 @@ class ServerCore:
         if job is None:
             self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
-        self._send(
-            conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(len(job.clients)).encode())
-        )
+        waiting = sum(job.clients.values()) if job.clients else 0  # submits, as gearmand counts
+        self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(waiting).encode()))
 
     # ---------------------------------------------------------------- graceful stop
 

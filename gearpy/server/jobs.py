@@ -145,7 +145,7 @@ class JobBook:
         if conn is not None:
             conn.is_client = True
             if not background:
-                job.clients = {conn: None}
+                job.clients = {conn: 1}
                 conn.waiting[job] = None
             if self.max_jobs_per_connection:
                 job.submitter = conn
@@ -176,12 +176,13 @@ class JobBook:
             # The job's durable write is still pending: acknowledged with the same commit.
             return job
         if not background and conn is not None:
-            # Once per connection, however often it submits the job (each submit still gets
-            # JOB_CREATED): one result is then queued once per waiting connection.
-            if job.clients:
-                job.clients[conn] = None
+            # One entry per connection, counting its submits (gearmand sends every packet once
+            # per submit; libgearman tasks that share a unique wait for one each).
+            clients = job.clients
+            if clients:
+                clients[conn] = clients.get(conn, 0) + 1
             else:
-                job.clients = {conn: None}
+                job.clients = {conn: 1}
             conn.waiting[job] = None
             conn.is_client = True
         if background and not job.background:
@@ -264,9 +265,21 @@ class JobBook:
     def fail_clients(self, job: Job) -> None:
         """Tell every client waiting on ``job`` that it failed."""
         if job.clients:
-            data = encode(T.WORK_FAIL, job.handle)
-            for c in job.clients:
-                self.send(c, data)
+            self.fan_out(job, encode(T.WORK_FAIL, job.handle))
+
+    def fan_out(self, job: Job, data: bytes) -> None:
+        """Queue ``data`` (framed once) for every client of ``job``, once per submit it made."""
+        clients = job.clients
+        if not clients:
+            return
+        dirty = self.dirty
+        for c, times in clients.items():
+            if times == 1:
+                c.out.append(data)
+                c.out_bytes += len(data)
+            else:
+                c.push_times(data, times)
+            dirty.add(c)
 
     def finish(self, job: Job, outcome: str) -> None:
         """A job ended: forget it everywhere (its clients were told by the caller)."""

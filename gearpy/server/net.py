@@ -508,6 +508,14 @@ class GearServer:
                     log.warning("connection %d stopped reading; disconnecting", conn.id)
                     self._close_link(link)
                 continue
+            if conn.out_bytes > self.cfg.max_output_buffer:
+                # Checked before the join: output queued as many references to one result (a job
+                # submitted a thousand times on this connection) must not become a thousand copies.
+                log.warning(
+                    "connection %d: %d bytes of output queued; disconnecting", conn.id, conn.out_bytes
+                )
+                self._close_link(link)
+                continue
             data = conn.take_output()
             if not data:
                 continue

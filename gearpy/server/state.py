@@ -34,9 +34,10 @@ def gm_hash(data: bytes) -> int:
 class Job:
     """One job, queued or running.
 
-    ``clients`` holds each connection waiting on the job once, however often it submitted it
-    (issue 18.1: a connection attached a thousand times made one result a thousand copies); a dict,
-    so that a leaving client is detached in O(1).
+    ``clients`` maps each connection waiting on the job to how many times it submitted it: one
+    entry per connection (issue 18.1: a connection attached a thousand times made a thousand list
+    entries, and its leaving quadratic work), and a dict, so that a leaving client is detached in
+    O(1).
     """
 
     __slots__ = (
@@ -81,7 +82,7 @@ class Job:
         self.reducer = reducer
         self.background = background
         #: ``()`` until a foreground client attaches (saves a dict per background job)
-        self.clients: dict[Conn, None] | tuple[()] = ()
+        self.clients: dict[Conn, int] | tuple[()] = ()
         self.worker: Conn | None = None
         self.numerator = 0
         self.denominator = 0
@@ -264,6 +265,11 @@ class Conn:
         """Queue bytes to send."""
         self.out.append(data)
         self.out_bytes += len(data)
+
+    def push_times(self, data: bytes, times: int) -> None:
+        """Queue the same bytes object ``times`` times (no copy until it is sent)."""
+        self.out.extend([data] * times)
+        self.out_bytes += len(data) * times
 
     def reserve(self) -> Pending:
         """Reserve an ordered reply slot to be filled later (see :class:`Pending`)."""

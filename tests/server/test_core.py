@@ -199,19 +199,17 @@ def test_empty_unique_never_coalesces(w):
     assert len(hs) == 3
 
 
-def test_same_connection_twice_is_attached_once(w):
-    """Issue 18.1: gearmand attaches a connection once per submit (and sends each packet as often);
-    gearpy once, so a repeated submit cannot multiply the result's bytes."""
+def test_same_connection_twice_gets_every_packet_twice(w):
     c = w.conn()
     h = w.submit(c, b"f", b"u")
-    assert w.submit(c, b"f", b"u") == h  # still a JOB_CREATED per submit
+    assert w.submit(c, b"f", b"u") == h
     assert w.send(c, T.GET_STATUS_UNIQUE, b"u") == [
-        pk(T.STATUS_RES_UNIQUE, b"u", b"1", b"0", b"0", b"0", b"1")
+        pk(T.STATUS_RES_UNIQUE, b"u", b"1", b"0", b"0", b"0", b"2")
     ]
     wk = w.worker(b"f")
     w.grab(wk)
     w.send(wk, T.WORK_DATA, h, b"d")
-    assert w.out(c) == [pk(T.WORK_DATA, h, b"d")]
+    assert w.out(c) == [pk(T.WORK_DATA, h, b"d")] * 2
 
 
 def test_unique_free_again_after_job_ends(w):

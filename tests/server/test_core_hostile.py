@@ -56,7 +56,7 @@ def test_repeated_submits_attach_once():
     for _ in range(20000):
         send(core, c, T.SUBMIT_JOB, b"f", b"u", b"x")
     [job] = core.jobs.values()
-    assert list(job.clients) == [c] and list(c.waiting) == [job]
+    assert job.clients == {c: 20000} and list(c.waiting) == [job]  # one entry, counting the submits
     core.disconnect(c)
     assert not job.clients and job.ignore  # abandoned: nobody waits on it
 
