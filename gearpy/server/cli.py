@@ -129,11 +129,46 @@ def _gearmand_queue_options(f: F) -> F:
 @log_format_option()
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
-@click.option("--max-connections", default=None, type=int, help="Most connections at once.")
+@click.option(
+    "--max-connections",
+    default=None,
+    type=int,
+    help="Most connections at once, TLS handshakes included (+1 kept for a loopback admin).",
+)
+@click.option(
+    "--idle-timeout",
+    default=None,
+    type=float,
+    help="Close a connection silent this long that is neither worker nor waiting client; 0 = never.",
+)
 @click.option(
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
-@click.option("--max-queued-bytes", default=None, type=int, help="Payload bytes all queued jobs may hold.")
+@click.option(
+    "--max-queued-bytes",
+    default=None,
+    type=int,
+    help="Bytes all queued jobs may hold (payload, unique, name and ~320 per job); beyond it "
+    "submits get QUEUE_ERROR.",
+)
+@click.option(
+    "--max-jobs-per-connection",
+    default=None,
+    type=int,
+    help="Unfinished jobs one connection may have created; beyond it QUEUE_ERROR; 0 = no limit.",
+)
+@click.option(
+    "--max-function-name",
+    default=None,
+    type=int,
+    help="Longest function name in bytes; longer ones get ARGUMENT_TOO_LARGE.",
+)
+@click.option(
+    "--max-idle-functions",
+    default=None,
+    type=int,
+    help="Functions without worker or job kept for 'status'; the longest unused beyond go.",
+)
 @click.option(
     "--max-pending-commits",
     default=None,
@@ -143,6 +178,14 @@ def _gearmand_queue_options(f: F) -> F:
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(
     "--metrics", default=None, metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here."
+)
+@click.option("--metrics-max-connections", default=None, type=int, help="Metrics requests served at once.")
+@click.option("--metrics-timeout", default=None, type=float, help="Seconds for one metrics request.")
+@click.option(
+    "--metrics-max-functions",
+    default=None,
+    type=int,
+    help="Functions with their own /metrics series; the rest are summed as '__other__'.",
 )
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
 @click.option("--ssl-certificate", default=None, metavar="FILE", help="Server certificate (PEM).")
@@ -235,6 +278,7 @@ def queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue or queue.lower().startswith("sqlite:"):
         return queue
+    # Not lower-cased here: an unknown type is echoed redacted, and a URL-like typo may hold a password.
     return gearmand_queue_url(queue, opts)
 
 
