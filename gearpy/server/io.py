@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
@@ -105,6 +106,9 @@ class GearServer:
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
         self.metrics = None
         self._metrics_server = None
+        self._http_server: Any = None
+        #: when the server started (the dashboard shows its uptime)
+        self.started_at = time.time()
         if cfg.acl_file:
             from gearpy.server.acl import FunctionAcl
 
@@ -179,18 +183,29 @@ class GearServer:
             )
         if self.cfg.metrics:
             self.start_metrics(self.cfg.metrics)
+        if self.cfg.http:
+            from gearpy.server.http import start_http
+
+            self._http_server = start_http(self)
+
+    def ensure_metrics(self) -> Any:
+        """Collect metrics (the observer hooks and timing on); the HTTP dashboard needs them too."""
+        if self.metrics is None:
+            from gearpy.server.metrics import ServerMetrics
+
+            self.metrics = ServerMetrics(self.core)
+            self.core.observer = self.metrics
+            self.core.timing = True
+            store = self.core.store
+            if hasattr(store, "commit_observer"):
+                store.commit_observer = self.metrics.store_committed
+        return self.metrics
 
     def start_metrics(self, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
         from gearpy.metrics import parse_listen, serve_metrics
-        from gearpy.server.metrics import ServerMetrics
 
-        self.metrics = ServerMetrics(self.core)
-        self.core.observer = self.metrics
-        self.core.timing = True
-        store = self.core.store
-        if hasattr(store, "commit_observer"):
-            store.commit_observer = self.metrics.store_committed
+        self.ensure_metrics()
         address = parse_listen(listen)
         self._metrics_server = serve_metrics(address, self.metrics.registry, self.health)
         log.log(NOTICE, "metrics on http://%s:%d/metrics", *address)
@@ -214,6 +229,8 @@ class GearServer:
         self._close_listeners()
         if self._metrics_server is not None:
             self._metrics_server.stop(timeout=1)
+        if self._http_server is not None:
+            self._http_server.stop(timeout=1)
         self.flush()
         for link in list(self.links.values()):
             self._close_link(link)
@@ -461,6 +478,8 @@ class GearServer:
             conn = dirty.pop()
             link = self.links.get(conn.id)
             if link is None or link.closed:
+                if link is None and conn.wake is not None:
+                    conn.wake()  # a connection without a socket (an HTTP submit) has output
                 continue
             if link.writer is not None:
                 # The writer greenlet picks the new output up, unless the peer stopped reading.

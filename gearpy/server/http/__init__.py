@@ -1,0 +1,176 @@
+"""gearpy-server's web dashboard and JSON HTTP API (``--http HOST:PORT``, off by default).
+
+Served by gevent's own WSGI server in the job server's process and event loop, so views read the
+core's tables directly, without threads or locks. Modules: :mod:`.views` (the only reader of
+server state), :mod:`.actions` (changes, through the core's entry point), :mod:`.auth` (users,
+tokens, sessions), :mod:`.fleet` (other servers), :mod:`.app` (routing), ``static/`` (the pages).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from typing import Any, Protocol
+
+import gevent
+from gevent.pool import Pool
+from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.timeout import Timeout
+from prometheus_client import make_wsgi_app
+
+from gearpy.config import parse_server_address
+from gearpy.errors import ConfigError
+from gearpy.logs import NOTICE
+from gearpy.server.config import ServerConfig
+
+log = logging.getLogger("gearpy.server.http")
+
+DEFAULT_HTTP_PORT = 8470
+
+
+class ServerLike(Protocol):
+    """What the dashboard needs from the running server (gearpy.server.io.GearServer)."""
+
+    cfg: ServerConfig
+    core: Any
+    started_at: float
+
+    def ensure_metrics(self) -> Any: ...
+    def health(self) -> tuple[bool, str]: ...
+
+
+class _SlowRequest(Exception):
+    """A client took longer than ``http_request_timeout`` to send its request's headers."""
+
+
+class _Handler(WSGIHandler):  # type: ignore[misc]
+    """pywsgi's handler with deadlines: no half-sent request holds a connection for long."""
+
+    request_timeout = 10.0
+
+    def handle(self) -> None:
+        # Each read (the idle wait for a keep-alive request included) times out.
+        self.socket.settimeout(self.request_timeout)
+        super().handle()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        # All the headers within the deadline, however slowly they are dripped.
+        with Timeout(self.request_timeout, _SlowRequest("request headers not received in time")):
+            return super().read_request(raw_requestline)
+
+    def log_request(self) -> None:
+        log.debug("%s", self.format_request())
+
+
+class HttpService:
+    """The running dashboard: its WSGI server and its once-a-second rate sampler."""
+
+    def __init__(self, server: WSGIServer, sampler: Any, address: tuple[str, int]) -> None:
+        self.server = server
+        self.sampler = sampler
+        self.address = address
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self.sampler.close()
+        self.server.stop(timeout=timeout)
+
+
+def parse_http_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback); the port defaults to 8470."""
+    text = text.strip()
+    if text.isdigit():
+        return "127.0.0.1", int(text)
+    if text.startswith(":"):
+        text = "127.0.0.1" + text
+    try:
+        return parse_server_address(text, DEFAULT_HTTP_PORT)
+    except ConfigError as exc:
+        raise ConfigError(f"--http: {exc}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def http_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
+    """The Gearman port's certificate and key, without asking browsers for client certificates."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(cfg.ssl_certificate), str(cfg.ssl_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"--http with --ssl: cannot load the certificate/key: {exc}") from exc
+    return ctx
+
+
+def start_http(server: ServerLike) -> HttpService:
+    """Start serving the dashboard (called by the server at start-up when ``--http`` is set)."""
+    from gearpy.server.http.app import App
+    from gearpy.server.http.auth import Credentials
+    from gearpy.server.http.fleet import Fleet
+    from gearpy.server.http.views import History, Tally, Views
+
+    cfg = server.cfg
+    assert cfg.http
+    address = parse_http_listen(cfg.http)
+    credentials = Credentials.load(cfg.http_auth_file) if cfg.http_auth_file else None
+    if credentials is None and not is_loopback(address[0]):
+        raise ConfigError(
+            f"--http {cfg.http}: a non-loopback address needs --http-auth-file (users or tokens)"
+        )
+    core = server.core
+    metrics = server.ensure_metrics()
+    tally = Tally(core.observer)
+    core.observer = tally
+    history = History(tally)
+    history.sample()
+    sampler = gevent.get_hub().loop.timer(1.0, 1.0)
+    sampler.start(history.sample)
+    tls = bool(cfg.ssl)
+    app = App(
+        core=core,
+        views=Views(core, server.started_at, history),
+        fleet=Fleet([p for p in cfg.http_peers if p]),
+        credentials=credentials,
+        metrics=make_wsgi_app(metrics.registry),
+        health=server.health,
+        max_packet_size=cfg.max_packet_size,
+        request_timeout=cfg.http_request_timeout,
+        tls=tls,
+        bound_host=address[0],
+    )
+    handler = type("Handler", (_Handler,), {"request_timeout": cfg.http_request_timeout})
+    kwargs: dict[str, Any] = {}
+    if tls:
+        kwargs["ssl_context"] = http_ssl_context(cfg)
+    wsgi = WSGIServer(
+        address,
+        app,
+        spawn=Pool(max(1, cfg.http_max_connections)),
+        handler_class=handler,
+        log=None,
+        error_log=log,
+        **kwargs,
+    )
+    try:
+        wsgi.start()
+    except OSError as exc:
+        sampler.close()
+        raise ConfigError(f"cannot serve HTTP on {address[0]}:{address[1]}: {exc.strerror or exc}") from exc
+    bound = wsgi.address
+    scheme = "https" if tls else "http"
+    log.log(
+        NOTICE,
+        "dashboard on %s://%s:%d/%s",
+        scheme,
+        bound[0],
+        bound[1],
+        "" if credentials else " (no credentials: loopback only)",
+    )
+    return HttpService(wsgi, sampler, (bound[0], bound[1]))
