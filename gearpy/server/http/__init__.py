@@ -44,6 +44,9 @@ class _SlowRequest(Exception):
     """A client took longer than ``http_request_timeout`` to send its request's headers."""
 
 
+_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
 class _Handler(WSGIHandler):  # type: ignore[misc]
     """pywsgi's handler with deadlines: no half-sent request holds a connection for long."""
 
@@ -58,6 +61,12 @@ class _Handler(WSGIHandler):  # type: ignore[misc]
         # All the headers within the deadline, however slowly they are dripped.
         with Timeout(self.request_timeout, _SlowRequest("request headers not received in time")):
             return super().read_request(raw_requestline)
+
+    def _handle_client_error(self, ex: Exception) -> Any:
+        if isinstance(ex, _SlowRequest):
+            log.info("HTTP client %s: %s", self.client_address, ex)
+            return ("408", _TIMEOUT_RESPONSE)
+        return super()._handle_client_error(ex)
 
     def log_request(self) -> None:
         log.debug("%s", self.format_request())

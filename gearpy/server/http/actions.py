@@ -35,7 +35,7 @@ _KINDS = {
     (LOW, True): T.SUBMIT_JOB_LOW_BG,
 }
 #: Gearman ERROR codes and the HTTP status they become.
-_ERROR_STATUS = {b"QUEUE_ERROR": 503, b"PERMISSION_DENIED": 403, b"ARGUMENT_TOO_LARGE": 413}
+_ERROR_STATUS = {b"QUEUE_ERROR": 503, b"PERMISSION_DENIED": 403}
 #: Socketless connections get negative ids, apart from the I/O layer's.
 _ids = itertools.count(-1, -1)
 

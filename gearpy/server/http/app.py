@@ -587,7 +587,7 @@ class App:
         )
         out: JSON = {"handle": res.handle, "function": function, "background": background}
         if background:
-            return json_response(201, out, [("Location", f"{API}/jobs/{quote(res.handle)}")])
+            return json_response(201, out, [("Location", f"{API}/jobs/{quote(res.handle, safe=':')}")])
         ended = res.outcome in ("complete", "exception")
         out.update(
             {
