@@ -24,8 +24,8 @@ def make_dash():
     free of tracebacks."""
     started: list[DashServer] = []
 
-    def make(*args: str, env: dict[str, str] | None = None) -> DashServer:
-        dash = start_dash(*args, env=env)
+    def make(*args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> DashServer:
+        dash = start_dash(*args, env=env, host=host)
         started.append(dash)
         return dash
 

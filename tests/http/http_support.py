@@ -92,9 +92,14 @@ class DashServer:
         raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_dash(*args: str, env: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> DashServer:
+def start_dash(
+    *args: str,
+    env: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
+) -> DashServer:
     port = free_port()
-    argv = gearpy_server_argv("--http", f"127.0.0.1:{port}", *args)
+    argv = gearpy_server_argv("--http", f"{host}:{port}", *args)
     if env:
         # Environment configuration: the server reads GEARPY_* itself.
         argv = gearpy_server_argv(*args)
