@@ -137,3 +137,20 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def make_browser(width: int = 1280, height: int = 860) -> Any:
+    """Headless Debian chromium driven by selenium (chromium and chromium-driver from apt)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from gearpy.testing import require_tool
+
+    chromium = require_tool("chromium")
+    driver = require_tool("chromedriver")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}", "--disable-extensions", "--no-first-run"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=opts)

@@ -40,6 +40,7 @@
     return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
   }
   function num(n) { return Number(n).toLocaleString("en-US"); }
+  function plural(n, word) { return num(n) + " " + word + (n === 1 ? "" : "s"); }
 
   function api(method, path, body) {
     var opts = { method: method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
@@ -81,7 +82,7 @@
       if (rates.length < 2) return;
       var pts = rates.map(function (r, i) {
         var x = (i / (rates.length - 1)) * W;
-        var y = H - pad - (r[key] / max) * (H - 2 * pad);
+        var y = H - pad - (r[key] / (max * 1.15)) * (H - 2 * pad);
         return x.toFixed(1) + "," + y.toFixed(1);
       }).join(" ");
       s.appendChild(svg("polyline", { points: pts, fill: "none", stroke: color, "stroke-width": 2,
@@ -110,7 +111,7 @@
             card("Version", o.version, "pid " + o.pid, "card-version"),
             card("Uptime", fmtAge(o.uptime), null, "card-uptime"),
             card("Connections", num(o.connections.total),
-              o.connections.workers + " workers, " + o.connections.clients + " clients", "card-connections"),
+              plural(o.connections.workers, "worker") + ", " + plural(o.connections.clients, "client"), "card-connections"),
             card("Queued", num(o.jobs.queued), o.jobs.scheduled ? num(o.jobs.scheduled) + " scheduled" : null, "card-queued"),
             card("Running", num(o.jobs.running), null, "card-running"),
             card("Functions", num(o.functions), null, "card-functions"),
@@ -244,8 +245,8 @@
               h("h2", { text: s.address }), h("span", { class: "badge bad", text: "down" }), h("p", { class: "muted", text: s.error }));
             return h("div", { class: "card server", "data-address": s.address },
               h("h2", null, s.address + " ", h("span", { class: "badge ok", text: "up" })),
-              h("div", { class: "sub muted", text: "version " + s.version + " · " + s.connections + " connections · " +
-                s.workers + " workers · " + num(s.queued) + " queued · " + num(s.running) + " running" }),
+              h("div", { class: "sub muted", text: "version " + s.version + " · " + plural(s.connections, "connection") + " · " +
+                plural(s.workers, "worker") + " · " + num(s.queued) + " queued · " + num(s.running) + " running" }),
               s.functions.length ? h("table", null,
                 h("thead", null, h("tr", null, ["Function", "Total", "Running", "Workers"].map(function (t, i) {
                   return h("th", { class: i ? "num" : null, text: t });
