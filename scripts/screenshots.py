@@ -29,7 +29,7 @@ from http_support import make_browser, run_worker, start_dash, stop_worker  # no
 from gearpy.client import Client  # noqa: E402
 from gearpy.testing import ServerProcess, gearmand_argv, gearpy_server_argv  # noqa: E402
 
-SLOW_TASKS = '''
+SLOW_TASKS = """
 import time
 from gearpy.worker import task
 
@@ -39,7 +39,7 @@ def transcode(job, data):
         job.progress(i, 600)
         time.sleep(0.5)
     return data
-'''
+"""
 
 
 def populate(address: str, seconds: float) -> None:
@@ -55,9 +55,16 @@ def populate(address: str, seconds: float) -> None:
             n += burst
             time.sleep(0.25)
         client.submit_many(
-            [{"function": "resize", "payload": b"x" * (100 + i), "background": True,
-              "priority": ("high", "normal", "low")[i % 3], "unique": f"img-{i}" if i % 4 == 0 else ""}
-             for i in range(37)]
+            [
+                {
+                    "function": "resize",
+                    "payload": b"x" * (100 + i),
+                    "background": True,
+                    "priority": ("high", "normal", "low")[i % 3],
+                    "unique": f"img-{i}" if i % 4 == 0 else "",
+                }
+                for i in range(37)
+            ]
         )
         client.submit_many([("send_email", b'{"to": "ops@example.com"}')] * 12, background=True)
         client.submit("report", b"monthly", background=True, when=int(time.time()) + 3600)

@@ -208,6 +208,10 @@ def command(
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
         if syslog:
             compat.add_syslog()
+        if cfg.http:
+            from gearpy.server.http import Dashboard
+
+            Dashboard(cfg)  # refuses a non-loopback address without credentials, a bad auth file
         from gearpy.server.store import open_store
 
         store = open_store(cfg.queue, table=cfg.queue_table)

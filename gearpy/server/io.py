@@ -106,9 +106,16 @@ class GearServer:
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
         self.metrics = None
         self._metrics_server = None
-        self._http_server: Any = None
         #: when the server started (the dashboard shows its uptime)
         self.started_at = time.time()
+        #: output callbacks of connections without a socket (the dashboard's submits), by id
+        self.socketless: dict[int, Callable[[], None]] = {}
+        #: the web dashboard (``http`` set), configured now so that a bad setting stops the start
+        self.dashboard: Any = None
+        if cfg.http:
+            from gearpy.server.http import Dashboard
+
+            self.dashboard = Dashboard(cfg)
         if cfg.acl_file:
             from gearpy.server.acl import FunctionAcl
 
@@ -183,13 +190,12 @@ class GearServer:
             )
         if self.cfg.metrics:
             self.start_metrics(self.cfg.metrics)
-        if self.cfg.http:
-            from gearpy.server.http import start_http
-
-            self._http_server = start_http(self)
+        if self.dashboard is not None:
+            self.core.observer = self.dashboard.observe(self.ensure_metrics())
+            self.dashboard.start(self)
 
     def ensure_metrics(self) -> Any:
-        """Collect metrics (the observer hooks and timing on); the HTTP dashboard needs them too."""
+        """Collect metrics (observer hooks and job timing on): ``metrics`` and the dashboard need them."""
         if self.metrics is None:
             from gearpy.server.metrics import ServerMetrics
 
@@ -229,8 +235,8 @@ class GearServer:
         self._close_listeners()
         if self._metrics_server is not None:
             self._metrics_server.stop(timeout=1)
-        if self._http_server is not None:
-            self._http_server.stop(timeout=1)
+        if self.dashboard is not None:
+            self.dashboard.stop()
         self.flush()
         for link in list(self.links.values()):
             self._close_link(link)
@@ -478,8 +484,8 @@ class GearServer:
             conn = dirty.pop()
             link = self.links.get(conn.id)
             if link is None or link.closed:
-                if link is None and conn.wake is not None:
-                    conn.wake()  # a connection without a socket (an HTTP submit) has output
+                if link is None and conn.id in self.socketless:
+                    self.socketless[conn.id]()
                 continue
             if link.writer is not None:
                 # The writer greenlet picks the new output up, unless the peer stopped reading.

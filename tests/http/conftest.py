@@ -50,15 +50,31 @@ def auth_file(tmp_path: Path) -> Path:
     path = tmp_path / "http-auth.yaml"
     for user, password, role in (("alice", "alice-secret", "admin"), ("bob", "bob-secret", "read")):
         subprocess.run(
-            [sys.executable, "-m", "gearpy.server.http.auth", "add-user", str(path), user, "--role", role,
-             "--password-stdin"],
-            input=password + "\n", text=True, check=True, capture_output=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "gearpy.server.http.auth",
+                "add-user",
+                str(path),
+                user,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            input=password + "\n",
+            text=True,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
     tokens = {}
     for name, role in (("ops", "admin"), ("grafana", "read")):
         out = subprocess.run(
             [sys.executable, "-m", "gearpy.server.http.auth", "add-token", str(path), name, "--role", role],
-            text=True, check=True, capture_output=True, timeout=60,
+            text=True,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         tokens[name] = out.stdout.strip()
     (tmp_path / "tokens").write_text(f"{tokens['ops']}\n{tokens['grafana']}\n")

@@ -150,7 +150,14 @@ def make_browser(width: int = 1280, height: int = 860) -> Any:
     driver = require_tool("chromedriver")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--disable-extensions", "--no-first-run"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+        "--disable-extensions",
+        "--no-first-run",
+    ):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(driver), options=opts)

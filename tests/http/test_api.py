@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
 import subprocess
@@ -47,7 +48,11 @@ def test_background_submit_is_listed_then_cancelled(dash):
     assert jobs["total"] == 1
     job = jobs["jobs"][0]
     assert (job["handle"], job["unique"], job["priority"], job["size"], job["state"]) == (
-        handle, "u-1", "high", 5, "queued"
+        handle,
+        "u-1",
+        "high",
+        5,
+        "queued",
     )
     detail = dash.get(f"/api/v1/jobs/{handle}").json
     assert detail["progress"] == {"numerator": 0, "denominator": 0}
@@ -110,7 +115,11 @@ def test_foreground_timeout_is_504_and_the_job_is_abandoned(dash):
         (b'{"function": "f", "priority": "urgent"}', 400, "'priority'"),
         (b'{"function": "f", "timeout": -1}', 400, "'timeout'"),
         (b'{"function": "f", "when": 99}', 400, "background"),
-        (b'{"function": "f", "unique": "' + b"u" * 70 + b'", "background": true}', 400, "Unique value too large"),
+        (
+            b'{"function": "f", "unique": "' + b"u" * 70 + b'", "background": true}',
+            400,
+            "Unique value too large",
+        ),
     ],
 )
 def test_bad_submits_get_400_json(dash, body, status, fragment):
@@ -139,7 +148,9 @@ def test_413_over_max_packet_size(make_dash):
     assert r.status == 413 and "max-packet-size" in r.json["error"]["message"]
     r = dash.request("POST", "/api/v1/jobs", raw=b"x" * 200_000, headers={"Content-Type": "application/json"})
     assert r.status == 413
-    assert dash.post("/api/v1/jobs", {"function": "f", "payload": "x" * 1000, "background": True}).status == 201
+    assert (
+        dash.post("/api/v1/jobs", {"function": "f", "payload": "x" * 1000, "background": True}).status == 201
+    )
 
 
 def test_maxqueue_full_is_503_and_drop_function(dash):
@@ -163,8 +174,15 @@ def test_maxqueue_full_is_503_and_drop_function(dash):
 def test_jobs_are_paged_and_filtered(dash):
     with Client([dash.server.address]) as client:
         client.submit_many(
-            [{"function": "pg", "payload": str(i), "background": True,
-              "priority": "low" if i % 3 == 0 else "normal"} for i in range(120)]
+            [
+                {
+                    "function": "pg",
+                    "payload": str(i),
+                    "background": True,
+                    "priority": "low" if i % 3 == 0 else "normal",
+                }
+                for i in range(120)
+            ]
         )
         client.submit("other", b"x", background=True)
     page = dash.get("/api/v1/jobs?function=pg&limit=50&offset=100").json
@@ -258,7 +276,9 @@ def test_dns_rebinding_and_cross_site_writes_are_refused(dash):
         "/api/v1/jobs", {"function": "f", "background": True}, headers={"Origin": "http://attacker.example"}
     )
     assert r.status == 403 and r.json["error"]["code"] == "csrf"
-    r = dash.post("/api/v1/jobs", {"function": "f", "background": True}, headers={"Sec-Fetch-Site": "cross-site"})
+    r = dash.post(
+        "/api/v1/jobs", {"function": "f", "background": True}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert r.status == 403
     assert dash.get("/api/v1/functions").json["functions"] == []
 
@@ -298,7 +318,7 @@ def test_https_with_the_servers_certificate(make_dash, pki):
     )
     try:
         assert dash.get("/api/v1/overview").json["version"] == __version__
-        with pytest.raises(Exception):
+        with pytest.raises((OSError, http.client.HTTPException)):
             dash.ssl_context = None
             dash.scheme = "http"
             dash.get("/api/v1/overview", timeout=5)
@@ -319,9 +339,54 @@ def test_non_loopback_http_without_credentials_is_refused(tmp_path):
     from gearpy.testing import free_port
 
     proc = subprocess.run(
-        [sys.executable, "-m", "gearpy.server", "--port", str(free_port()), "--http", f"0.0.0.0:{free_port()}"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gearpy.server",
+            "--port",
+            str(free_port()),
+            "--http",
+            f"0.0.0.0:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "needs --http-auth-file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_auth_file_stops_the_start(tmp_path):
+    from gearpy.testing import free_port
+
+    bad = tmp_path / "auth.yaml"
+    bad.write_text("users:\n  alice: {role: god, password: x}\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gearpy.server",
+            "--port",
+            str(free_port()),
+            "--http",
+            str(free_port()),
+            "--http-auth-file",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "role 'god'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_durable_background_submit_survives_a_restart(make_dash, tmp_path):
+    db = tmp_path / "queue.db"
+    dash = make_dash("-q", f"sqlite:///{db}")
+    r = dash.post("/api/v1/jobs", {"function": "keep", "payload": "safe", "background": True})
+    assert r.status == 201
+    dash.server.restart()
+    with Admin(dash.server.address) as admin:
+        assert [(s.function, s.total) for s in admin.status()] == [("keep", 1)]

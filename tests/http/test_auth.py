@@ -10,7 +10,6 @@ from pathlib import Path
 import yaml
 
 
-
 def _tokens(auth_file: Path) -> tuple[str, str]:
     admin, read = (auth_file.parent / "tokens").read_text().split()
     return admin, read
@@ -79,7 +78,9 @@ def test_login_session_and_csrf(make_dash, auth_file):
     dash.request("POST", "/logout", headers=with_cookie)
     assert dash.get("/api/v1/overview", headers=with_cookie).status == 401
     # An open redirect is not offered.
-    r = dash.request("POST", "/login", raw=b"user=alice&password=alice-secret&next=//evil.example", headers=hdrs)
+    r = dash.request(
+        "POST", "/login", raw=b"user=alice&password=alice-secret&next=//evil.example", headers=hdrs
+    )
     assert r.headers["Location"] == "/"
 
 
@@ -106,12 +107,24 @@ def test_auth_command_errors_are_one_line(tmp_path):
     bad.write_text("- just a list\n")
     proc = subprocess.run(
         [sys.executable, "-m", "gearpy.server.http.auth", "add-token", str(bad), "x"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1 and "must hold" in proc.stderr and "Traceback" not in proc.stderr
     empty = subprocess.run(
-        [sys.executable, "-m", "gearpy.server.http.auth", "add-user", str(tmp_path / "a.yaml"), "x",
-         "--password-stdin"],
-        input="\n", capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gearpy.server.http.auth",
+            "add-user",
+            str(tmp_path / "a.yaml"),
+            "x",
+            "--password-stdin",
+        ],
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert empty.returncode == 2 and not (tmp_path / "a.yaml").exists()

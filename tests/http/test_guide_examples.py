@@ -53,7 +53,11 @@ def test_the_guides_curl_examples(make_dash, tmp_path):
     finally:
         stop_worker(worker)
     reverse, add, resize, listing, cancel, maxqueue = replies
-    assert (reverse["handle"], reverse["result"], reverse["result_base64"]) == ("H:host:1", "olleh", "b2xsZWg=")
+    assert (reverse["handle"], reverse["result"], reverse["result_base64"]) == (
+        "H:host:1",
+        "olleh",
+        "b2xsZWg=",
+    )
     assert add["result"] == '{"sum":5}'
     assert resize == {"handle": "H:host:3", "function": "resize", "background": True}
     assert [j["handle"] for j in listing["jobs"]] == ["H:host:3"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
@@ -30,14 +31,16 @@ DEFAULT_HTTP_PORT = 8470
 
 
 class ServerLike(Protocol):
-    """What the dashboard needs from the running server (gearpy.server.io.GearServer)."""
+    """What the dashboard needs from the running server (:class:`gearpy.server.io.GearServer`)."""
 
     cfg: ServerConfig
     core: Any
+    metrics: Any
     started_at: float
+    socketless: dict[int, Callable[[], None]]
 
-    def ensure_metrics(self) -> Any: ...
     def health(self) -> tuple[bool, str]: ...
+    def _request_flush(self) -> None: ...
 
 
 class _SlowRequest(Exception):
@@ -70,19 +73,6 @@ class _Handler(WSGIHandler):  # type: ignore[misc]
 
     def log_request(self) -> None:
         log.debug("%s", self.format_request())
-
-
-class HttpService:
-    """The running dashboard: its WSGI server and its once-a-second rate sampler."""
-
-    def __init__(self, server: WSGIServer, sampler: Any, address: tuple[str, int]) -> None:
-        self.server = server
-        self.sampler = sampler
-        self.address = address
-
-    def stop(self, timeout: float = 1.0) -> None:
-        self.sampler.close()
-        self.server.stop(timeout=timeout)
 
 
 def parse_http_listen(text: str) -> tuple[str, int]:
@@ -118,68 +108,97 @@ def http_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
     return ctx
 
 
-def start_http(server: ServerLike) -> HttpService:
-    """Start serving the dashboard (called by the server at start-up when ``--http`` is set)."""
-    from gearpy.server.http.app import App
-    from gearpy.server.http.auth import Credentials
-    from gearpy.server.http.fleet import Fleet
-    from gearpy.server.http.views import History, Tally, Views
+class Dashboard:
+    """The dashboard of one server: configured (and checked) with the server, started with it.
 
-    cfg = server.cfg
-    assert cfg.http
-    address = parse_http_listen(cfg.http)
-    credentials = Credentials.load(cfg.http_auth_file) if cfg.http_auth_file else None
-    if credentials is None and not is_loopback(address[0]):
-        raise ConfigError(
-            f"--http {cfg.http}: a non-loopback address needs --http-auth-file (users or tokens)"
+    The server builds it before binding anything, so a refused setting (a non-loopback address
+    without credentials, an unreadable auth file) stops the start; passes its metrics observer
+    through :meth:`observe` (the rate charts count jobs there); then calls :meth:`start`.
+    """
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        from gearpy.server.http.auth import Credentials
+
+        assert cfg.http
+        self.cfg = cfg
+        self.address = parse_http_listen(cfg.http)
+        self.credentials = Credentials.load(cfg.http_auth_file) if cfg.http_auth_file else None
+        if self.credentials is None and not is_loopback(self.address[0]):
+            raise ConfigError(
+                f"--http {cfg.http}: a non-loopback address needs --http-auth-file (users or tokens)"
+            )
+        self.ssl_context = http_ssl_context(cfg) if cfg.ssl else None
+        self.tally: Any = None
+        self._wsgi: Any = None
+        self._sampler: Any = None
+
+    def observe(self, inner: Any) -> Any:
+        """The core's observer: counts submits and ends for the charts, then calls ``inner``."""
+        from gearpy.server.http.views import Tally
+
+        self.tally = Tally(inner)
+        return self.tally
+
+    def start(self, server: ServerLike) -> tuple[str, int]:
+        """Serve (in the server's event loop); returns the bound address."""
+        from gearpy.server.http.actions import Host
+        from gearpy.server.http.app import App
+        from gearpy.server.http.fleet import Fleet
+        from gearpy.server.http.views import History, Views
+
+        cfg = self.cfg
+        core = server.core
+        assert self.tally is not None, "observe() first"
+        history = History(self.tally)
+        history.sample()
+        self._sampler = gevent.get_hub().loop.timer(1.0, 1.0)
+        self._sampler.start(history.sample)
+        app = App(
+            host=Host(core, server._request_flush, server.socketless),
+            views=Views(core, server.started_at, history),
+            fleet=Fleet([p for p in cfg.http_peers if p]),
+            credentials=self.credentials,
+            metrics=make_wsgi_app(server.metrics.registry),
+            health=server.health,
+            max_packet_size=cfg.max_packet_size,
+            request_timeout=cfg.http_request_timeout,
+            tls=self.ssl_context is not None,
+            bound_host=self.address[0],
         )
-    core = server.core
-    metrics = server.ensure_metrics()
-    tally = Tally(core.observer)
-    core.observer = tally
-    history = History(tally)
-    history.sample()
-    sampler = gevent.get_hub().loop.timer(1.0, 1.0)
-    sampler.start(history.sample)
-    tls = bool(cfg.ssl)
-    app = App(
-        core=core,
-        views=Views(core, server.started_at, history),
-        fleet=Fleet([p for p in cfg.http_peers if p]),
-        credentials=credentials,
-        metrics=make_wsgi_app(metrics.registry),
-        health=server.health,
-        max_packet_size=cfg.max_packet_size,
-        request_timeout=cfg.http_request_timeout,
-        tls=tls,
-        bound_host=address[0],
-    )
-    handler = type("Handler", (_Handler,), {"request_timeout": cfg.http_request_timeout})
-    kwargs: dict[str, Any] = {}
-    if tls:
-        kwargs["ssl_context"] = http_ssl_context(cfg)
-    wsgi = WSGIServer(
-        address,
-        app,
-        spawn=Pool(max(1, cfg.http_max_connections)),
-        handler_class=handler,
-        log=None,
-        error_log=log,
-        **kwargs,
-    )
-    try:
-        wsgi.start()
-    except OSError as exc:
-        sampler.close()
-        raise ConfigError(f"cannot serve HTTP on {address[0]}:{address[1]}: {exc.strerror or exc}") from exc
-    bound = wsgi.address
-    scheme = "https" if tls else "http"
-    log.log(
-        NOTICE,
-        "dashboard on %s://%s:%d/%s",
-        scheme,
-        bound[0],
-        bound[1],
-        "" if credentials else " (no credentials: loopback only)",
-    )
-    return HttpService(wsgi, sampler, (bound[0], bound[1]))
+        handler = type("Handler", (_Handler,), {"request_timeout": cfg.http_request_timeout})
+        kwargs: dict[str, Any] = {}
+        if self.ssl_context is not None:
+            kwargs["ssl_context"] = self.ssl_context
+        self._wsgi = WSGIServer(
+            self.address,
+            app,
+            spawn=Pool(max(1, cfg.http_max_connections)),
+            handler_class=handler,
+            log=None,
+            error_log=log,
+            **kwargs,
+        )
+        try:
+            self._wsgi.start()
+        except OSError as exc:
+            self.stop()
+            host, port = self.address
+            raise ConfigError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
+        bound = self._wsgi.address
+        log.log(
+            NOTICE,
+            "dashboard on %s://%s:%d/%s",
+            "https" if self.ssl_context is not None else "http",
+            bound[0],
+            bound[1],
+            "" if self.credentials else " (no credentials: loopback only)",
+        )
+        return bound[0], bound[1]
+
+    def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
+        if self._wsgi is not None:
+            self._wsgi.stop(timeout=1)
+            self._wsgi = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,16 +62,28 @@ class SubmitResult:
     denominator: int = 0
 
 
+@dataclass(slots=True)
+class Host:
+    """What the actions need from the running server, given at construction."""
+
+    core: ServerCore
+    #: schedule sending what the core queued for other connections (woken workers, say)
+    flush: Callable[[], None]
+    #: connection id -> callback the server's flush calls when a socketless connection has output
+    socketless: dict[int, Callable[[], None]]
+
+
 class _Pseudo:
     """A socketless connection: the core's replies are decoded as they are queued."""
 
-    def __init__(self, core: ServerCore, ip: str, port: int, subject: str | None) -> None:
-        self.core = core
+    def __init__(self, host: Host, ip: str, port: int, subject: str | None) -> None:
+        self.host = host
+        self.core = core = host.core
         self.conn = Conn(next(_ids), -1, ip, port)
         self.conn.client_id = b"http"
         self.conn.peer_cert_subject = subject
         self.ready = Event()
-        self.conn.wake = self.ready.set
+        host.socketless[self.conn.id] = self.ready.set
         self.decoder = Decoder(allow_admin=False)
         core.connect(self.conn)
         self.conn.exceptions = True
@@ -88,11 +101,12 @@ class _Pseudo:
 
     def close(self) -> None:
         self.core.disconnect(self.conn)
-        self.core.request_flush()
+        self.host.socketless.pop(self.conn.id, None)
+        self.host.flush()
 
 
 def submit(
-    core: ServerCore,
+    host: Host,
     *,
     function: bytes,
     payload: bytes,
@@ -106,9 +120,10 @@ def submit(
 ) -> SubmitResult:
     """Submit one job; background returns once created (durably, with a durable store),
     foreground waits up to ``timeout`` seconds for its end."""
+    core = host.core
     if core.draining:
         raise ActionError(503, "the server is shutting down")
-    pseudo = _Pseudo(core, peer[0], peer[1], subject)
+    pseudo = _Pseudo(host, peer[0], peer[1], subject)
     res = SubmitResult()
     try:
         if when:
@@ -119,7 +134,7 @@ def submit(
             core.handle(pseudo.conn, packet)
         except Exception as exc:  # CloseConnection: what gearmand would drop the connection for
             raise ActionError(400, f"refused: {exc}") from None
-        core.request_flush()
+        host.flush()
         try:
             with Timeout(timeout):
                 while True:
@@ -172,14 +187,14 @@ def _int(b: bytes) -> int:
         return 0
 
 
-def admin(core: ServerCore, tokens: tuple[bytes, ...], peer: tuple[str, int]) -> str:
+def admin(host: Host, tokens: tuple[bytes, ...], peer: tuple[str, int]) -> str:
     """Run one mutating admin command as the text protocol would; returns its ``OK`` reply text.
 
     An ``ERR`` reply raises :class:`ActionError` (403 for ``--admin-allow``, else 409).
     """
-    pseudo = _Pseudo(core, peer[0], peer[1], None)
+    pseudo = _Pseudo(host, peer[0], peer[1], None)
     try:
-        core.handle(pseudo.conn, AdminCommand(b" ".join(tokens), tokens))
+        host.core.handle(pseudo.conn, AdminCommand(b" ".join(tokens), tokens))
         reply = pseudo.text().decode("utf-8", "replace").strip()
     finally:
         pseudo.close()

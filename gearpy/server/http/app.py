@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from gevent.timeout import Timeout
@@ -36,9 +36,6 @@ from gearpy.server.http.actions import ActionError
 from gearpy.server.http.auth import ANONYMOUS, Credentials, Identity, Session, Sessions
 from gearpy.server.http.fleet import Fleet
 from gearpy.server.http.views import PRIORITY_BY_NAME, Views
-
-if TYPE_CHECKING:
-    from gearpy.server.core import ServerCore
 
 log = logging.getLogger("gearpy.server.http")
 
@@ -186,7 +183,7 @@ class App:
     def __init__(
         self,
         *,
-        core: ServerCore,
+        host: actions.Host,
         views: Views,
         fleet: Fleet,
         credentials: Credentials | None,
@@ -197,7 +194,7 @@ class App:
         tls: bool,
         bound_host: str,
     ) -> None:
-        self.core = core
+        self.host = host
         self.views = views
         self.fleet = fleet
         self.credentials = credentials
@@ -477,14 +474,14 @@ class App:
         if b" " in name or b"\n" in name or not name:
             raise HttpError(400, "this function name cannot be addressed by an admin command")
         if req.method == "DELETE":
-            actions.admin(self.core, (b"drop", b"function", name), req.peer)
+            actions.admin(self.host, (b"drop", b"function", name), req.peer)
             log.log(NOTICE, "HTTP drop function %s by %s", name.decode("utf-8", "replace"), req.who)
             return json_response(200, {"dropped": name.decode("utf-8", "replace")})
         if req.method in ("PUT", "POST"):
             data = self._json(req)
             sizes = _maxqueue_sizes(data.get("maxqueue"))
             tokens = (b"maxqueue", name, *(str(n).encode() for n in sizes))
-            actions.admin(self.core, tokens, req.peer)
+            actions.admin(self.host, tokens, req.peer)
             log.log(
                 NOTICE, "HTTP maxqueue %s %s by %s", name.decode("utf-8", "replace"), sizes or "off", req.who
             )
@@ -523,7 +520,7 @@ class App:
         if req.method == "DELETE":
             if job.worker is not None:
                 raise HttpError(409, f"job {shown} is running; only a queued job can be cancelled")
-            actions.admin(self.core, (b"cancel", b"job", handle), req.peer)
+            actions.admin(self.host, (b"cancel", b"job", handle), req.peer)
             log.log(NOTICE, "HTTP cancel job %s by %s", shown, req.who)
             return json_response(200, {"cancelled": shown})
         raise HttpError(405, f"{req.method} is not allowed on a job")
@@ -565,7 +562,7 @@ class App:
             raise HttpError(413, f"job of {size} bytes is over --max-packet-size ({self.max_packet_size})")
         subject = f"http:{req.identity.name}" if req.identity and self.credentials else None
         res = actions.submit(
-            self.core,
+            self.host,
             function=fname,
             payload=payload,
             unique=unique.encode(),
