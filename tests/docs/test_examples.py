@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gearpy.client import Admin
-from gearpy.testing import free_port
+from gearpy.testing import free_port, stop_process
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KEY = "atom1"
@@ -73,12 +73,7 @@ def webapp(gearpy_server):
         assert line.startswith("serving on http://127.0.0.1:"), line
         yield line.split()[-1].rstrip("/")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 def poll_status(*args: str) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
+from gearpy.testing import stop_process as stop_worker  # noqa: F401 (used by the tests)
 
 
 @dataclass
@@ -127,16 +128,6 @@ def run_worker(server: ServerProcess, *args: str, log_path: str = os.devnull) ->
     )
     log.close()
     return proc
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def make_browser(width: int = 1280, height: int = 860) -> Any:

@@ -335,26 +335,25 @@ def test_page_routes_serve_the_dashboard_and_static_files(dash):
     assert dash.get("/static/../config.py").status == 404
 
 
-def test_non_loopback_http_without_credentials_is_refused(tmp_path):
+def _refused_start(*args: str) -> str:
+    """Start gearpy-server with ``args``; it must exit 2 with one clear line, no traceback."""
     from gearpy.testing import free_port
 
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gearpy.server",
-            "--port",
-            str(free_port()),
-            "--http",
-            f"0.0.0.0:{free_port()}",
-        ],
+        [sys.executable, "-m", "gearpy.server", "--port", str(free_port()), *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2
-    assert "needs --http-auth-file" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def test_non_loopback_http_without_credentials_is_refused():
+    from gearpy.testing import free_port
+
+    assert "needs --http-auth-file" in _refused_start("--http", f"0.0.0.0:{free_port()}")
 
 
 def test_bad_auth_file_stops_the_start(tmp_path):
@@ -362,24 +361,8 @@ def test_bad_auth_file_stops_the_start(tmp_path):
 
     bad = tmp_path / "auth.yaml"
     bad.write_text("users:\n  alice: {role: god, password: x}\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gearpy.server",
-            "--port",
-            str(free_port()),
-            "--http",
-            str(free_port()),
-            "--http-auth-file",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 2
-    assert "role 'god'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "role 'god'" in _refused_start("--http", str(free_port()), "--http-auth-file", str(bad))
+    assert "--http: invalid port" in _refused_start("--http", "127.0.0.1:http")
 
 
 def test_durable_background_submit_survives_a_restart(make_dash, tmp_path):

@@ -20,7 +20,6 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from gevent.timeout import Timeout
 from prometheus_client import make_wsgi_app
 
-from gearpy.config import parse_server_address
 from gearpy.errors import ConfigError
 from gearpy.logs import NOTICE
 from gearpy.server.config import ServerConfig
@@ -77,15 +76,9 @@ class _Handler(WSGIHandler):  # type: ignore[misc]
 
 def parse_http_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback); the port defaults to 8470."""
-    text = text.strip()
-    if text.isdigit():
-        return "127.0.0.1", int(text)
-    if text.startswith(":"):
-        text = "127.0.0.1" + text
-    try:
-        return parse_server_address(text, DEFAULT_HTTP_PORT)
-    except ConfigError as exc:
-        raise ConfigError(f"--http: {exc}") from None
+    from gearpy.metrics import parse_listen
+
+    return parse_listen(text, DEFAULT_HTTP_PORT, "--http")
 
 
 def is_loopback(host: str) -> bool:

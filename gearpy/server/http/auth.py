@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from gearpy.config import read_file
 from gearpy.errors import ConfigError
 
 ROLES = ("read", "admin")
@@ -165,16 +166,12 @@ class Sessions:
 
 
 def _read(path: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read http auth file {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"http auth file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"http auth file {path} must hold 'users' and/or 'tokens'")
+    if not Path(path).exists():
+        return {}  # add-user / add-token create the file
+    data = read_file(path)
+    for key in ("users", "tokens"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise ConfigError(f"http auth file {path}: '{key}' must map names to entries")
     return data
 
 
