@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,7 +221,7 @@ def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path):
         stop_process(proc)
 
 
-def stop_process(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM a child process, SIGKILL it if it has not exited 15 s later."""
     if proc.poll() is None:
         proc.terminate()

@@ -42,7 +42,7 @@ class _AdminReader:
         return line.rstrip(b"\r").decode("utf-8", "replace")
 
     def listing(self) -> list[str]:
-        lines = []
+        lines: list[str] = []
         while (line := self.line()) != ".":
             if line.startswith("ERR ") and not lines:
                 raise OSError(line)
@@ -69,7 +69,7 @@ def read_peer(address: str, timeout: float = TIMEOUT) -> dict[str, Any]:
             conns = [line.partition(" :")[2].split() for line in reader.listing()]
     except Exception as exc:  # any failure means "down", with its reason shown
         return {"address": address, "up": False, "error": str(exc) or type(exc).__name__}
-    functions = [
+    functions: list[dict[str, Any]] = [
         {"name": p[0], "total": _int(p[1]), "running": _int(p[2]), "workers": _int(p[3])}
         for p in status
         if len(p) >= 4
