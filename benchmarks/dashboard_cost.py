@@ -40,8 +40,10 @@ def dashboard_proc(http_port: int, path: str, stop_at: float) -> None:
         time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
 
 
-def fg(port: int, pid: int, jobs: int) -> float:
-    return loadgen.shape_foreground(port, pid, 2, 4, jobs // 2, 100).rate
+def fg(port: int, pid: int, jobs: int) -> tuple[float, float]:
+    """Foreground jobs/s, and the server's CPU microseconds per job (less sensitive to a busy machine)."""
+    r = loadgen.shape_foreground(port, pid, 2, 4, jobs // 2, 100)
+    return r.rate, r.extra["server_cpu_us_per_job"]
 
 
 def main() -> None:
@@ -52,14 +54,21 @@ def main() -> None:
     plain_port, http_gear_port, http_port = free_port(), free_port(), free_port()
     plain = start_gearpy(plain_port, [])
     with_http = start_gearpy(http_gear_port, ["--http", f"127.0.0.1:{http_port}"])
-    rates: dict[str, list[float]] = {"no --http": [], "--http, closed": [], "--http, 4 pages open": []}
+    names = ("no --http", "--http, closed", "--http, 4 pages open")
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     try:
         wait_port(plain_port, plain)
         wait_port(http_gear_port, with_http)
         wait_port(http_port, with_http)
         for i in range(args.rounds):
-            rates["no --http"].append(fg(plain_port, plain.pid, args.jobs))
-            rates["--http, closed"].append(fg(http_gear_port, with_http.pid, args.jobs))
+            for name, (port, pid) in (
+                (names[0], (plain_port, plain.pid)),
+                (names[1], (http_gear_port, with_http.pid)),
+            ):
+                rate, us = fg(port, pid, args.jobs)
+                rates[name].append(rate)
+                cpu[name].append(us)
             stop_at = time.monotonic() + 600
             pollers = [
                 mp.Process(target=dashboard_proc, args=(http_port, p, stop_at), daemon=True) for p in PAGES
@@ -67,7 +76,9 @@ def main() -> None:
             for p in pollers:
                 p.start()
             time.sleep(0.5)
-            rates["--http, 4 pages open"].append(fg(http_gear_port, with_http.pid, args.jobs))
+            rate, us = fg(http_gear_port, with_http.pid, args.jobs)
+            rates[names[2]].append(rate)
+            cpu[names[2]].append(us)
             for p in pollers:
                 p.kill()
                 p.join()
@@ -75,13 +86,15 @@ def main() -> None:
     finally:
         stop(plain)
         stop(with_http)
-    base = statistics.median(rates["--http, closed"])
-    print("\n| Server | foreground jobs/s (median) | rounds | vs --http closed |")
-    print("|---|---|---|---|")
-    for name, values in rates.items():
-        med = statistics.median(values)
-        shown = " / ".join(f"{v:,.0f}" for v in values)
-        print(f"| {name} | {med:,.0f} | {shown} | {med / base:.3f}x |")
+    base = statistics.median(rates[names[1]])
+    base_cpu = statistics.median(cpu[names[1]])
+    print("\n| Server | jobs/s (median) | rounds | vs closed | server CPU µs/job (median) | vs closed |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        med, med_cpu = statistics.median(rates[name]), statistics.median(cpu[name])
+        shown = " / ".join(f"{v:,.0f}" for v in rates[name])
+        ratio, cpu_ratio = med / base, med_cpu / base_cpu
+        print(f"| {name} | {med:,.0f} | {shown} | {ratio:.3f}x | {med_cpu:.1f} | {cpu_ratio:.3f}x |")
 
 
 if __name__ == "__main__":
