@@ -70,6 +70,24 @@ def populate(address: str, seconds: float) -> None:
         client.submit("report", b"monthly", background=True, when=int(time.time()) + 3600)
 
 
+def login_page(browser: object, tmp: Path, out: Path) -> None:
+    """The login form of a dashboard with credentials."""
+    from gearpy.server.http.auth import add_user
+
+    auth = tmp / "http-auth.yaml"
+    add_user(str(auth), "alice", "not-shown", "admin")
+    secured = start_dash("--http-auth-file", str(auth))
+    try:
+        browser.get(secured.url + "/")  # type: ignore[attr-defined]
+        time.sleep(1.0)
+        browser.find_element("id", "user").send_keys("alice")  # type: ignore[attr-defined]
+        target = out / "dashboard-login.png"
+        browser.save_screenshot(str(target))  # type: ignore[attr-defined]
+        print(f"wrote {target}")
+    finally:
+        secured.server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs"), help="directory for the PNG files")
@@ -120,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             target = out / f"dashboard-{name}.png"
             browser.save_screenshot(str(target))
             print(f"wrote {target}")
+        login_page(browser, tmp, out)
     finally:
         browser.quit()
         for w in workers:

@@ -30,7 +30,7 @@ def _commands() -> list[str]:
 
 def test_the_guides_screenshots_exist():
     shots = re.findall(r"\]\((dashboard-\w+\.png)\)", SECTION)
-    assert len(shots) == 7
+    assert len(shots) == 8
     for name in shots:
         assert (ROOT / "docs" / name).stat().st_size > 10_000
 
