@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "http"))
-
-from http_support import make_browser, run_worker, start_dash, stop_worker  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
 
 from gearpy.client import Client  # noqa: E402
-from gearpy.testing import ServerProcess, gearmand_argv, gearpy_server_argv  # noqa: E402
+from gearpy.testing import ServerProcess, gearpy_server_argv  # noqa: E402
+
+from support.dashboard import make_browser, run_worker, start_dash, stop_worker  # noqa: E402
+from support.servers import gearmand_argv  # noqa: E402
 
 SLOW_TASKS = """
 import time

@@ -1,7 +1,8 @@
 """Dashboard and HTTP API tests (issue #15): a real gearpy-server with ``--http``, real HTTP requests.
 
-Puts this directory on ``sys.path`` so the test modules can import ``http_support`` (pytest runs
-with ``--import-mode=importlib``, which does not).
+Fixtures: ``make_dash(*flags)`` and ``dash`` (servers with the dashboard on, their logs checked for
+tracebacks), ``auth_file`` (users and tokens made with the documented command). Helpers are in
+``support.dashboard``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from http_support import DashServer, start_dash  # noqa: E402
+from support.dashboard import DashServer, start_dash
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from http_support import run_worker, stop_worker
 
 from gearpy import __version__
 from gearpy.client import Client
 from gearpy.client.admin import Admin
+
+from support.dashboard import run_worker, stop_worker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -310,7 +311,7 @@ def test_fleet_shows_gearmand_and_a_down_peer(make_dash, gearmand_server):
 def test_https_with_the_servers_certificate(make_dash, pki):
     import ssl
 
-    from http_support import start_dash
+    from support.dashboard import start_dash
 
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     dash = start_dash(

@@ -92,7 +92,7 @@ def test_non_loopback_with_credentials_starts(make_dash, auth_file):
 
 def test_acl_names_http_users(make_dash, auth_file, tmp_path):
     acl = tmp_path / "acl.yaml"
-    acl.write_text('"http:alice": {invoke: "reports"}\n"*": {}\n')
+    acl.write_text('"UID=alice,OU=gearpy-http": {invoke: "reports"}\n"*": {}\n')
     dash = make_dash("--http-auth-file", str(auth_file), "--acl-file", str(acl))
     admin_token, _ = _tokens(auth_file)
     alice = ("alice", "alice-secret")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from http_support import make_browser, run_worker, stop_worker
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -13,6 +12,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from gearpy import __version__
 from gearpy.client import Client
 
+from support.dashboard import make_browser, run_worker, stop_worker
+
+pytestmark = [pytest.mark.external, pytest.mark.slow]  # chromium and its driver
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 WAIT = 20  # seconds; the machine running the tests may be loaded
 

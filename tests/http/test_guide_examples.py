@@ -8,9 +8,10 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from http_support import run_worker, stop_worker
+import pytest
 
-from gearpy.testing import require_tool
+from support.dashboard import run_worker, stop_worker
+from support.external import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
@@ -35,6 +36,7 @@ def test_the_guides_screenshots_exist():
         assert (ROOT / "docs" / name).stat().st_size > 10_000
 
 
+@pytest.mark.external  # curl
 def test_the_guides_curl_examples(make_dash, tmp_path):
     curl = require_tool("curl")
     commands = _commands()

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from gevent.timeout import Timeout
 
 from gearpy.logs import NOTICE
+from gearpy.server.certsubject import format_subject
 from gearpy.server.http import actions
 from gearpy.server.http.actions import ActionError
 from gearpy.server.http.auth import ANONYMOUS, Credentials, Identity, Session, Sessions
@@ -560,7 +561,7 @@ class App:
         size = len(fname) + len(unique.encode()) + len(payload) + 2
         if size > self.max_packet_size:
             raise HttpError(413, f"job of {size} bytes is over --max-packet-size ({self.max_packet_size})")
-        subject = f"http:{req.identity.name}" if req.identity and self.credentials else None
+        subject = http_subject(req.identity.name) if req.identity and self.credentials else None
         res = actions.submit(
             self.host,
             function=fname,
@@ -626,6 +627,11 @@ class _Redirect(Exception):
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self.location = location
+
+
+def http_subject(name: str) -> str:
+    """The ``--acl-file`` subject of an HTTP user or token: ``UID=NAME,OU=gearpy-http``."""
+    return format_subject(((("UID", name),), (("OU", "gearpy-http"),)))
 
 
 def _raw(segment: str) -> bytes:

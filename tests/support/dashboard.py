@@ -1,4 +1,4 @@
-"""Helpers for the dashboard tests: start a server with ``--http``, make HTTP requests (stdlib only)."""
+"""The dashboard's tests: a server with ``--http``, HTTP requests (stdlib only), a headless chromium."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
 from gearpy.testing import stop_process as stop_worker  # noqa: F401 (used by the tests)
+
+from support.external import require_tool
 
 
 @dataclass
@@ -134,8 +136,6 @@ def make_browser(width: int = 1280, height: int = 860) -> Any:
     """Headless Debian chromium driven by selenium (chromium and chromium-driver from apt)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-
-    from gearpy.testing import require_tool
 
     chromium = require_tool("chromium")
     driver = require_tool("chromedriver")
