@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import logging
 import re
@@ -299,7 +300,7 @@ class App:
         if req.via == "session":
             assert req.session is not None
             token = req.header("X-CSRF-Token")
-            if not token or token != req.session.csrf:
+            if not token or not hmac.compare_digest(token.encode(), req.session.csrf.encode()):
                 raise HttpError(403, "missing or wrong X-CSRF-Token", "csrf")
 
     def _check_origin(self, req: Request) -> None:
