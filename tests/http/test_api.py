@@ -232,6 +232,13 @@ def test_a_large_queue_keeps_pages_fast(dash):
     assert [j["handle"].rsplit(":", 1)[1] for j in last] == [str(n)]
 
 
+def test_metrics_without_the_metrics_flag_are_the_scrape_time_gauges(dash):
+    dash.post("/api/v1/jobs", {"function": "m", "background": True})
+    body = dash.get("/metrics").body
+    assert b'gearman_jobs{function="m"} 1.0' in body and b"gearpy_store_up 1.0" in body
+    assert b"gearpy_jobs_submitted_total" not in body  # per-job counters come with --metrics
+
+
 def test_metrics_and_healthz_on_the_http_port_and_metrics_flag_still_works(make_dash):
     from gearpy.testing import free_port
 
@@ -240,6 +247,7 @@ def test_metrics_and_healthz_on_the_http_port_and_metrics_flag_still_works(make_
     dash.post("/api/v1/jobs", {"function": "m", "background": True})
     r = dash.get("/metrics")
     assert r.status == 200 and b'gearman_jobs{function="m"} 1.0' in r.body
+    assert b'gearpy_jobs_submitted_total{background="true",priority="normal"} 1.0' in r.body
     assert dash.get("/healthz").body == b"ok\n"
     import urllib.request
 

@@ -7,14 +7,14 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
+from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, start_worker_process, wait_for_port
 from gearpy.testing import stop_process as stop_worker  # noqa: F401 (used by the tests)
 
 from support.external import require_tool
@@ -120,16 +120,8 @@ def start_dash(
 
 
 def run_worker(server: ServerProcess, *args: str, log_path: str = os.devnull) -> subprocess.Popen[bytes]:
-    """A real ``gearpy-worker`` against ``server``; the caller terminates it."""
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gearpy.worker", "-s", server.address, *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    log.close()
-    return proc
+    """A real ``gearpy-worker`` against ``server``; stop it with :func:`stop_worker`."""
+    return start_worker_process(["-s", server.address, *args], Path(log_path))
 
 
 def make_browser(width: int = 1280, height: int = 860) -> Any:

@@ -18,7 +18,7 @@ import gevent
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from gevent.timeout import Timeout
-from prometheus_client import make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from gearpy.errors import ConfigError
 from gearpy.logs import NOTICE
@@ -72,6 +72,19 @@ class _Handler(WSGIHandler):  # type: ignore[misc]
 
     def log_request(self) -> None:
         log.debug("%s", self.format_request())
+
+
+def _registry(server: ServerLike) -> CollectorRegistry:
+    """What ``/metrics`` shows: everything with ``--metrics``; else the gauges read at scrape time
+    (``gearman_*``, connections, store health), which cost nothing between scrapes."""
+    if server.metrics is not None:
+        registry: CollectorRegistry = server.metrics.registry
+        return registry
+    from gearpy.server.metrics import _StateCollector  # the scrape-time half of ServerMetrics
+
+    registry = CollectorRegistry()
+    registry.register(_StateCollector(server.core))
+    return registry
 
 
 def parse_http_listen(text: str) -> tuple[str, int]:
@@ -151,7 +164,7 @@ class Dashboard:
             views=Views(core, server.started_at, history),
             fleet=Fleet([p for p in cfg.http_peers if p]),
             credentials=self.credentials,
-            metrics=make_wsgi_app(server.metrics.registry),
+            metrics=make_wsgi_app(_registry(server)),
             health=server.health,
             max_packet_size=cfg.max_packet_size,
             request_timeout=cfg.http_request_timeout,

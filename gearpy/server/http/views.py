@@ -47,12 +47,12 @@ def accelerator_mode() -> str:
 class Tally:
     """Counts submits and ends, overall and per function, for the rate charts.
 
-    An observer of the core that passes every call on to the one it wraps (the Prometheus metrics),
-    so installing it costs one extra call and a dict update per job.
+    An observer of the core that passes every call on to the one it wraps (the Prometheus metrics,
+    with ``--metrics``), so installing it costs one extra call and a dict update per job.
     """
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        self.inner = inner if inner is not None else _Nothing()
         self.submitted = 0
         self.finished = 0
         #: function name -> [submitted, finished]
@@ -79,6 +79,19 @@ class Tally:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class _Nothing:
+    """The observer behind the tally when Prometheus metrics are off."""
+
+    def job_submitted(self, job: Job) -> None:
+        pass
+
+    def job_started(self, job: Job) -> None:
+        pass
+
+    def job_finished(self, job: Job, outcome: str) -> None:
+        pass
 
 
 @dataclass(slots=True)
