@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+import yaml
 
-from gearpy import __version__
+from gearpy import __version__, logs
 from gearpy.config import as_dict, load, redact_url
 from gearpy.errors import ConfigError, StoreError
+from gearpy.server import gearmand_compat as compat
+from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
+from gearpy.server.gearmand_compat import expand_config_file
+from gearpy.server.process import run
+from gearpy.server.stores import gearmand_queue_url, open_store
 
 #: gearmand's queue-module options, accepted so an operator can swap binaries.
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 GEARMAND_QUEUE_OPTIONS = [
     "libsqlite3-db",
     "libsqlite3-table",
@@ -37,7 +46,7 @@ GEARMAND_QUEUE_OPTIONS = [
 ]
 
 
-def _gearmand_queue_options(f):
+def _gearmand_queue_options(f: _F) -> _F:
     for name in reversed(GEARMAND_QUEUE_OPTIONS):
         f = click.option(f"--{name}", default=None, help=f"gearmand compatibility ({name}).")(f)
     return f
@@ -201,20 +210,14 @@ def command(
         if protocol:
             raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
         cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
-        from gearpy import logs
-
         logs.parse_level(cfg.verbose)
         queue_url = _queue_url(cfg.queue, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
         cfg.queue = queue_url
         if print_config:
-            import yaml
-
             shown = as_dict(cfg)
             shown["queue"] = redact_url(shown["queue"])
             click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
             return
-        from gearpy.server import gearmand_compat as compat
-
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
@@ -226,13 +229,9 @@ def command(
             from gearpy.server.http import Dashboard
 
             Dashboard(cfg)  # refuses a non-loopback address without credentials, a bad auth file
-        from gearpy.server.store import open_store
-
         store = open_store(cfg.queue, table=cfg.queue_table)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    from gearpy.server.io import run
-
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
@@ -240,8 +239,6 @@ def command(
 
 def _check_acl(cfg: ServerConfig) -> None:
     """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
-    from gearpy.server.acl import FunctionAcl
-
     FunctionAcl.load(cfg.acl_file or "")
     if not cfg.ssl_ca_file:
         logging.getLogger("gearpy.server").warning(
@@ -254,19 +251,10 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
-    name = queue.lower()
-    if name in ("builtin", "memory", ""):
-        return "memory://"
-    try:
-        from gearpy.server.stores import gearmand_queue_url
-    except ImportError:
-        raise ConfigError(f"queue type {redact_url(queue)!r} is not available") from None
     return gearmand_queue_url(queue, opts)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from gearpy.server.gearmand_compat import expand_config_file
-
     try:
         args = expand_config_file(sys.argv[1:] if argv is None else argv)
         command.main(args=args, prog_name="gearpy-server", standalone_mode=False)

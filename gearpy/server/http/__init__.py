@@ -30,7 +30,7 @@ DEFAULT_HTTP_PORT = 8470
 
 
 class ServerLike(Protocol):
-    """What the dashboard needs from the running server (:class:`gearpy.server.io.GearServer`)."""
+    """What the dashboard needs from the running server (:class:`gearpy.server.net.GearServer`)."""
 
     cfg: ServerConfig
     core: Any

@@ -190,7 +190,7 @@ class Views:
             "connections": {"total": total, "workers": workers, "clients": clients},
             "functions": len(core.functions),
             "jobs": {"queued": queued, "scheduled": scheduled, "running": running, "total": len(core.jobs)},
-            "queued_bytes": core.queued_bytes,
+            "queued_bytes": core.book.queued_bytes,
             "store": {
                 "name": store.name,
                 "durable": bool(store.durable),
@@ -257,7 +257,7 @@ class Views:
                     "fd": c.fd,
                     "peer": f"{c.ip}:{c.port}",
                     "client_id": text(c.client_id),
-                    "functions": sorted({text(a[0].name) for a in c.abilities}),
+                    "functions": sorted({text(a.function.name) for a in c.abilities}),
                     "sleeping": c.sleeping,
                     "jobs": [
                         {
