@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gearpy import __version__
+from gearpy.server.interfaces import NullObserver
 from gearpy.server.state import HIGH, LOW, NORMAL, Conn, Function, Job
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class Tally:
     """
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner if inner is not None else _Nothing()
+        self.inner = inner if inner is not None else NullObserver()
         self.submitted = 0
         self.finished = 0
         #: function name -> [submitted, finished]
@@ -79,19 +80,6 @@ class Tally:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-class _Nothing:
-    """The observer behind the tally when Prometheus metrics are off."""
-
-    def job_submitted(self, job: Job) -> None:
-        pass
-
-    def job_started(self, job: Job) -> None:
-        pass
-
-    def job_finished(self, job: Job, outcome: str) -> None:
-        pass
 
 
 @dataclass(slots=True)
