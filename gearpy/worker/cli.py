@@ -153,8 +153,9 @@ def run(cfg: Any) -> int:
             from gearpy.worker.metrics import DEFAULT_WORKER_METRICS_PORT, WorkerMetrics
 
             host, port = parse_listen(cfg.metrics, DEFAULT_WORKER_METRICS_PORT)
-            worker.metrics = WorkerMetrics(worker)
-            worker.metrics.serve((host, port + slot))  # --processes: one port per process
+            metrics = WorkerMetrics(worker)
+            metrics.serve((host, port + slot))  # --processes: one port per process
+            worker.add_hook(metrics)
         return worker
 
     if cfg.processes is None:
