@@ -62,10 +62,10 @@ from gearpy.worker.config import (
 from gearpy.worker.hooks import HookRunner, WorkerHook
 from gearpy.worker.job import JobContext
 from gearpy.worker.link import ServerLink, Session
-from gearpy.worker.recycle import Recycle, resident_memory_mib
+from gearpy.worker.recycle import Recycle
 from gearpy.worker.tasks import Task
 
-__all__ = ["ServerLink", "Worker", "resident_memory_mib"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("gearpy.worker")
 P = PacketType
