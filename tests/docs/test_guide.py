@@ -64,3 +64,31 @@ def test_metric_names_match_the_code() -> None:
     assert defined, "no metric definitions found"
     assert defined - documented == set(), "exported but not in docs/guide.md"
     assert documented - defined == set(), "in docs/guide.md but not exported"
+
+
+def test_guide_hook_example_runs_in_gearpy_worker(gearpy_server, gearpy_worker, tmp_path) -> None:
+    """The guide's worker-hook example, saved as a module and added with ``--hook``."""
+    from gearpy.client import submit
+    from gearpy.errors import JobException
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", TEXT, re.S) if "(Hook):" in b)
+    hooks_dir = tmp_path / "hookmod"
+    hooks_dir.mkdir()
+    (hooks_dir / "guide_hooks.py").write_text(block)
+    name = re.search(r"class (\w+)\(Hook\)", block).group(1)
+    gearpy_worker(
+        "--hook",
+        f"guide_hooks:{name}",
+        str(ROOT / "examples" / "tasks.py"),
+        env={"PYTHONPATH": str(hooks_dir)},
+    )
+    wait_for_workers(gearpy_server.address, {"add"})
+    servers = [gearpy_server.address]
+    assert submit("add", {"a": 1, "b": 2}, codec="json", servers=servers, timeout=30) == {"sum": 3}
+    with pytest.raises(JobException):
+        submit("add", {}, codec="json", servers=servers, timeout=30)
+    log = tmp_path / "worker-0.log"
+    deadline = time.monotonic() + 30
+    while "exception: KeyError: 'a'" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert re.search(r"H:\S+ exception: KeyError: 'a'", log.read_text()), log.read_text()
