@@ -68,14 +68,24 @@ def enable_keepalive(
     """Turn on TCP keepalive, so a peer that vanished without a FIN/RST is noticed.
 
     ``idle``/``interval`` are seconds, ``count`` unanswered probes; a value <= 0, or an option the
-    platform lacks (the three are Linux names), keeps the system default. Errors are ignored: a
-    socket without keepalive still works, it only notices a dead peer later.
+    platform lacks (these are Linux names), keeps the system default. When all three are set,
+    TCP_USER_TIMEOUT gets the same budget, ``(idle + interval * count)`` seconds: keepalive never
+    fires while sent data waits for an acknowledgement, so without it a peer that vanished while we
+    were writing would be noticed only after the kernel's retransmissions (about 15 minutes).
+    Errors are ignored: a socket without keepalive still works, it only notices a dead peer later.
     """
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
+    user_timeout_ms = (idle + interval * count) * 1000 if min(idle, interval, count) > 0 else 0
+    options = (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", count),
+        ("TCP_USER_TIMEOUT", user_timeout_ms),
+    )
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        for name, value in options:
             if value > 0 and hasattr(socket, name):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
     except OSError:

@@ -85,6 +85,8 @@ def test_enable_keepalive_sets_the_options(listener):
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 33
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 7
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # the same budget for data waiting for an ACK
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == (33 + 7 * 4) * 1000
         enable_keepalive(sock, idle=0, interval=0, count=0)  # <= 0 keeps what is set
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 33
