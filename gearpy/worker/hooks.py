@@ -29,7 +29,8 @@ When each method runs (all in the worker's gevent loop; hooks run in the order t
 * ``after_job(worker, job, outcome, seconds)`` — after every job, once its outcome was sent to the
   server (or could not be: the connection was lost), before its concurrency slot is given back.
   ``seconds`` is the time the task took, retries included.
-* ``on_stop(worker, exit_code)`` — once, when the worker has stopped, before ``run()`` returns.
+* ``on_stop(worker, exit_code)`` — once, when the worker has stopped, before ``run()`` returns
+  (not after a hard stop by a second signal: the process exits at once).
 
 A hook that raises is logged and skipped: it never fails a job nor stops the worker (an exception
 in ``before_grab`` counts as True). Hooks get the worker as :class:`WorkerControl`: enough to read

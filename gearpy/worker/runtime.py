@@ -107,9 +107,9 @@ class Worker:
         self.client_id = client_id or f"gearpy-worker:{socket.gethostname()}:{os.getpid()}"
         self.send_exceptions = send_exceptions
         self.ssl_context = ssl_context
-        self.hooks = HookRunner(self)
+        self._hooks = HookRunner(self)
         if max_jobs is not None or max_memory is not None:
-            self.hooks.hooks.append(Recycle(max_jobs, max_memory))
+            self._hooks.hooks.append(Recycle(max_jobs, max_memory))
         for hook in hooks:
             self.add_hook(hook)
         self.slots = gevent.lock.BoundedSemaphore(concurrency)
@@ -148,7 +148,7 @@ class Worker:
 
     def add_hook(self, hook: WorkerHook) -> None:
         """Add a hook (before :meth:`run`); it runs after the hooks added before it."""
-        self.hooks.hooks.append(hook)
+        self._hooks.hooks.append(hook)
 
     # -- state (what hooks see: gearpy.worker.hooks.WorkerControl) --------------------------------
     @property
@@ -203,7 +203,7 @@ class Worker:
             ", ".join(link.address for link in self.links),
             self.concurrency,
         )
-        self.hooks.on_start()
+        self._hooks.on_start()
         for link in self.links:
             link.start()
         watchdog = gevent.spawn(self._watch_parent) if self._parent_pid else None
@@ -211,7 +211,7 @@ class Worker:
         if watchdog is not None:
             watchdog.kill(block=False)
         code = self._shutdown()
-        self.hooks.on_stop(code)
+        self._hooks.on_stop(code)
         return code
 
     def _shutdown(self) -> int:
@@ -258,7 +258,7 @@ class Worker:
     # -- what the links call (gearpy.worker.link.GrabPolicy) --------------------------------------
     def acquire_grab(self) -> bool:
         self.slots.acquire()
-        if not self.stopping and self.hooks.before_grab():
+        if not self.stopping and self._hooks.before_grab():
             return True
         self.slots.release()
         return False
@@ -266,7 +266,7 @@ class Worker:
     def release_grab(self, assigned: bool) -> None:
         if not assigned:
             self.slots.release()
-        self.hooks.after_grab(assigned)
+        self._hooks.after_grab(assigned)
 
     def assign(self, session: Session, packet: Packet) -> None:
         self.jobs.spawn(self._run_job, session, packet)
@@ -291,7 +291,7 @@ class Worker:
                 send=session.send_packet,
                 codec=t.codec,
             )
-            self.hooks.before_job(ctx)
+            self._hooks.before_job(ctx)
             log.debug("job %s (%s) started, %d byte(s)", ctx.handle, t.name, len(payload))
             started = time.monotonic()
             outcome = t.execute(ctx)
@@ -299,7 +299,7 @@ class Worker:
             if self._deliver(session, handle, outcome.kind, outcome.data):
                 log.info("job %s (%s) %s", ctx.handle, t.name, outcome.kind)
             self.jobs_done += 1
-            self.hooks.after_job(ctx, outcome, seconds)
+            self._hooks.after_job(ctx, outcome, seconds)
         finally:
             self.slots.release()
 
