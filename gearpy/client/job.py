@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from gearpy.client.status import StatusReply
 from gearpy.codecs import Codec, get_codec
 from gearpy.errors import (
     GearpyConnectionError,
@@ -28,11 +29,7 @@ from gearpy.errors import (
 )
 from gearpy.protocol import Packet, PacketType
 
-if TYPE_CHECKING:
-    from gearpy.client.connection import ServerConnection
-    from gearpy.client.status import StatusReply
-
-__all__ = ["EVENT_KINDS", "Callback", "Job", "JobEvent", "JobState", "JobTracker"]
+__all__ = ["EVENT_KINDS", "Callback", "Job", "JobConnection", "JobEvent", "JobState", "JobTracker"]
 
 T = PacketType
 Callback = Callable[["JobEvent"], Any]
@@ -107,6 +104,21 @@ def _int(b: bytes) -> int:
         return 0
 
 
+class JobConnection(Protocol):
+    """What a job needs from its server connection (a :class:`~gearpy.client.connection.ServerConnection`)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def wait(self, predicate: Callable[[], bool], deadline: float | None) -> None:
+        """Read and dispatch packets until ``predicate()`` holds (GearpyTimeoutError at the deadline)."""
+
+    def register(self, handle: bytes, job: JobTracker) -> None:
+        """Route the WORK_* packets of ``handle`` to ``job`` (called with the connection's lock held)."""
+
+    def get_status(self, handle: str, timeout: float | None) -> StatusReply: ...
+
+
 class JobTracker:
     """The wire side of one job: state the connection's packets drive, read by Job and Client.
 
@@ -136,7 +148,7 @@ class JobTracker:
         self.state = JobState.PENDING
         self.handle: str | None = None
         self.server: str | None = None
-        self.conn: ServerConnection | None = None
+        self.conn: JobConnection | None = None
         self.numerator = 0
         self.denominator = 0
         self.result: bytes | None = None
@@ -155,14 +167,14 @@ class JobTracker:
         """The submit is over: created, refused, or its connection lost before JOB_CREATED."""
         return self.handle is not None or self.done or self.lost_before_created is not None
 
-    def attach(self, conn: ServerConnection) -> None:
+    def attach(self, conn: JobConnection) -> None:
         """The job is about to be sent on ``conn`` (again, after a failover)."""
         self.conn = conn
         self.server = conn.address
         self.lost_before_created = None
 
     # ----- ReplyEntry: the in-order reply to our submit -------------------------------------------
-    def on_reply(self, conn: ServerConnection, packet: Packet) -> None:
+    def on_reply(self, conn: JobConnection, packet: Packet) -> None:
         if packet.kind == T.JOB_CREATED:
             self.handle = packet.args[0].decode("utf-8", "replace")
             if self.background:
