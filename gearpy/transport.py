@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError
+from gearpy.errors import ConfigError, GearpyConnectionError, GearpyTimeoutError
 from gearpy.protocol import Decoder, Packet, encode_request
 
 DEFAULT_PORT = 4730
@@ -255,8 +255,6 @@ def client_ssl_context(
     presented to servers that require client certificates. ``verify=False`` is for tests and
     migrations only (gearmand's own clients verify nothing).
     """
-    from gearpy.errors import ConfigError
-
     ctx = ssl.create_default_context(cafile=ca_file) if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:

@@ -72,10 +72,12 @@ _WHERE = {
 
 def __getattr__(name: str) -> Any:
     if name == "JobFail":  # deprecated second name of Fail: warn at every use, never cache
-        from gearpy.worker.tasks import DEPRECATED_JOBFAIL, Fail
-
-        warnings.warn(DEPRECATED_JOBFAIL, DeprecationWarning, stacklevel=2)
-        return Fail
+        warnings.warn(
+            "gearpy.worker.JobFail is deprecated; raise gearpy.worker.Fail (the same exception)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return __getattr__("Fail")
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'gearpy.worker' has no attribute {name!r}")

@@ -51,6 +51,7 @@ import gevent.pool
 from gearpy.errors import GearpyConnectionError
 from gearpy.keys import apply_key
 from gearpy.protocol import Packet, PacketType, encode_request
+from gearpy.transport import client_ssl_context
 from gearpy.worker.config import (
     DEFAULT_SERVERS,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -130,8 +131,6 @@ class Worker:
     def from_config(cls, tasks: Iterable[Task], cfg: WorkerConfig) -> Worker:
         ssl_context = None
         if cfg.ssl:
-            from gearpy.transport import client_ssl_context
-
             ssl_context = client_ssl_context(cfg.ssl_ca_file, cfg.ssl_certificate, cfg.ssl_key)
         return cls(
             tasks,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
@@ -60,17 +59,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Fail(GearpyError):
     """Raise inside a task to end the job with a plain WORK_FAIL (no retry, no exception text)."""
-
-
-def __getattr__(name: str) -> type[Fail]:
-    # ``JobFail`` was a second name for Fail; old code keeps working, with a warning.
-    if name == "JobFail":
-        warnings.warn(DEPRECATED_JOBFAIL, DeprecationWarning, stacklevel=2)
-        return Fail
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-DEPRECATED_JOBFAIL = "gearpy.worker.JobFail is deprecated; raise gearpy.worker.Fail (the same exception)"
 
 
 class TaskTimeout(GearpyTimeoutError):
