@@ -95,8 +95,11 @@ class ServerLink:
         client_id: str,
         abilities: Sequence[tuple[bytes, int | None]],
         ssl_context: ssl.SSLContext | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
         self.address = address
+        #: a WORK_* packet above this is refused before sending (gearpy.packetlimit); None: no check
+        self.max_packet_size = max_packet_size
         self.policy = policy
         self.client_id = client_id
         self.abilities = list(abilities)
@@ -138,7 +141,11 @@ class ServerLink:
         while not self.policy.stopping:
             self._interruptible = True
             conn = PacketConnection(
-                self.address, connect_timeout=CONNECT_TIMEOUT, ssl_context=self.ssl_context, keepalive=True
+                self.address,
+                connect_timeout=CONNECT_TIMEOUT,
+                ssl_context=self.ssl_context,
+                keepalive=True,
+                max_packet_size=self.max_packet_size,
             )
             try:
                 conn.connect()

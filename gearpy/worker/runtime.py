@@ -48,8 +48,9 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gearpy.errors import GearpyConnectionError
+from gearpy.errors import GearpyConnectionError, PacketTooBig
 from gearpy.keys import apply_key
+from gearpy.packetlimit import DEFAULT_MAX_PACKET_SIZE
 from gearpy.protocol import Packet, PacketType, encode_request
 from gearpy.transport import client_ssl_context
 from gearpy.worker.config import (
@@ -95,6 +96,7 @@ class Worker:
         client_id: str | None = None,
         send_exceptions: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        max_packet_size: int | None = DEFAULT_MAX_PACKET_SIZE,
         hooks: Sequence[WorkerHook] = (),
     ) -> None:
         self.tasks: dict[bytes, Task] = {apply_key(t.name, key): t for t in tasks}
@@ -108,6 +110,7 @@ class Worker:
         self.client_id = client_id or f"gearpy-worker:{socket.gethostname()}:{os.getpid()}"
         self.send_exceptions = send_exceptions
         self.ssl_context = ssl_context
+        self.max_packet_size = max_packet_size
         self._hooks = HookRunner(self)
         if max_jobs is not None or max_memory is not None:
             self._hooks.hooks.append(Recycle(max_jobs, max_memory))
@@ -116,7 +119,14 @@ class Worker:
         self.slots = gevent.lock.BoundedSemaphore(concurrency)
         abilities = [(wire, t.server_timeout_ms) for wire, t in self.tasks.items()]
         self.links = [
-            ServerLink(s, self, client_id=self.client_id, abilities=abilities, ssl_context=ssl_context)
+            ServerLink(
+                s,
+                self,
+                client_id=self.client_id,
+                abilities=abilities,
+                ssl_context=ssl_context,
+                max_packet_size=max_packet_size,
+            )
             for s in servers
         ]
         self.jobs = gevent.pool.Group()
@@ -143,6 +153,7 @@ class Worker:
             client_id=cfg.client_id,
             send_exceptions=cfg.send_exceptions,
             ssl_context=ssl_context,
+            max_packet_size=cfg.max_packet_size,
         )
 
     def add_hook(self, hook: WorkerHook) -> None:
@@ -315,6 +326,10 @@ class Worker:
                 session.send_packet(P.WORK_FAIL, handle)
         except GearpyConnectionError as exc:
             log.warning("result of job %r not delivered (%s); the server requeues the job", handle, exc)
+            return False
+        except PacketTooBig as exc:  # sending it would only get the job requeued and run again
+            log.error("job %r failed: its result was %s", handle, exc)
+            self._deliver(session, handle, "fail", b"")
             return False
         return True
 

@@ -9,12 +9,11 @@ the ones the server and worker export.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from gearpy.client import Admin
+from support.waits import wait_for_workers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -23,25 +22,16 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 CLIENT_BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", TEXT + README, re.S) if "gearpy.client" in b]
 
 
-def wait_for_workers(address: str, functions: set[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with Admin(address) as admin:
-            if functions <= {f.function for f in admin.status() if f.workers > 0}:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"workers for {functions} did not register within {timeout} s")
-
-
 def test_guide_has_python_client_snippets() -> None:
     assert len(CLIENT_BLOCKS) >= 2
 
 
+@pytest.mark.slow
 def test_python_snippets_run(gearpy_server, gearpy_worker, monkeypatch, capsys) -> None:
     tasks = str(ROOT / "examples" / "tasks.py")
     gearpy_worker(tasks)
     gearpy_worker("--key=atom1", tasks)
-    wait_for_workers(gearpy_server.address, {"reverse", "add", "atom1-reverse", "atom1-add"})
+    wait_for_workers(gearpy_server.address, {"reverse", "add", "atom1-reverse", "atom1-add"}, timeout=60.0)
     monkeypatch.setenv("GEARPY_SERVERS", gearpy_server.address)
     monkeypatch.delenv("GEARPY_WORKERS_KEY", raising=False)
     for i, block in enumerate(CLIENT_BLOCKS):
@@ -88,7 +78,20 @@ def test_guide_hook_example_runs_in_gearpy_worker(gearpy_server, gearpy_worker, 
     with pytest.raises(JobException):
         submit("add", {}, codec="json", servers=servers, timeout=30)
     log = tmp_path / "worker-0.log"
-    deadline = time.monotonic() + 30
-    while "exception: KeyError: 'a'" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "exception: KeyError: 'a'" in log.read_text(), "the hook's log line")
     assert re.search(r"H:\S+ exception: KeyError: 'a'", log.read_text()), log.read_text()
+
+
+def test_acl_example_loads_and_means_what_the_text_says() -> None:
+    import yaml
+
+    from gearpy.server.acl import FunctionAcl
+
+    block = re.search(r"```yaml\n(# /etc/gearpy/acl.yml.*?)```", TEXT, re.S)
+    assert block, "the Security section's ACL example is missing"
+    acl = FunctionAcl(yaml.safe_load(block.group(1)))
+    worker, webapp = "CN=imaging-worker,O=acme", "CN=webapp,O=acme"
+    assert acl.allowed(worker, "register", b"thumbnail") and not acl.allowed(worker, "register", b"r")
+    assert not acl.allowed(worker, "invoke", b"resize")
+    assert acl.allowed(webapp, "invoke", b"report_daily") and not acl.allowed(webapp, "register", b"resize")
+    assert not acl.allowed(None, "invoke", b"resize") and not acl.allowed("CN=other", "register", b"resize")

@@ -15,7 +15,7 @@ from gearpy.client import submit
 from gearpy.errors import JobException, JobFailed
 from gearpy.worker.config import EXIT_IMPORT, EXIT_OK, EXIT_RECYCLED
 
-from .conftest import function_status, wait_until, wait_workers
+from support.waits import function_status, wait_for_worker, wait_until
 
 TIMEOUT = 20.0
 
@@ -81,7 +81,7 @@ def test_user_hook_sees_every_job_and_the_stop(gearpy_server, start_worker, hook
     worker = start_worker(
         "-s", gearpy_server.address, "--client-id", "hooked", "--hook", "whooks:Recorder", "wtasks"
     )
-    wait_workers(gearpy_server, "upper")
+    wait_for_worker(gearpy_server, "upper")
     servers = [gearpy_server.address]
     assert submit("upper", b"a", servers=servers, timeout=TIMEOUT) == b"A"
     with pytest.raises(JobFailed):
@@ -108,7 +108,7 @@ def test_user_hook_sees_every_job_and_the_stop(gearpy_server, start_worker, hook
 
 def test_a_hook_can_recycle_the_worker(gearpy_server, start_worker, hooks_module):
     worker = start_worker("-s", gearpy_server.address, "--hook", "whooks:Recorder", "wtasks")
-    wait_workers(gearpy_server, "upper")
+    wait_for_worker(gearpy_server, "upper")
     assert submit("upper", b"recycle-me", servers=[gearpy_server.address], timeout=TIMEOUT) == b"RECYCLE-ME"
     assert worker.wait() == EXIT_RECYCLED
     assert events(hooks_module)[-1] == ["stop", EXIT_RECYCLED, "recycle"]
@@ -118,7 +118,7 @@ def test_a_failing_hook_is_logged_and_never_fails_the_job(gearpy_server, start_w
     worker = start_worker(
         "-s", gearpy_server.address, "--hook", "whooks:Broken", "--hook", "whooks:Recorder", "wtasks"
     )
-    wait_workers(gearpy_server, "upper")
+    wait_for_worker(gearpy_server, "upper")
     assert submit("upper", b"still works", servers=[gearpy_server.address], timeout=TIMEOUT) == b"STILL WORKS"
     # The hook after the broken one still ran.
     wait_until(lambda: ["after", "upper", "complete", True, 1] in events(hooks_module), "the second hook")
@@ -215,7 +215,7 @@ def test_embedded_worker_with_hooks(gearpy_server, workdir):
         text=True,
     )
     try:
-        wait_workers(gearpy_server, "double")
+        wait_for_worker(gearpy_server, "double")
         assert submit("double", b"ab", servers=[gearpy_server.address], timeout=TIMEOUT) == b"abab"
         out, _ = proc.communicate(timeout=TIMEOUT)
     finally:
