@@ -8,7 +8,8 @@ without threads or locks. ``/healthz`` answers 200 ``ok`` or 503 with the reason
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, disable_created_metrics, make_wsgi_app
@@ -19,7 +20,7 @@ from gearpy.errors import ConfigError
 log = logging.getLogger("gearpy.metrics")
 
 # ``*_created`` samples double the output and no Gearman dashboard reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Default metrics listener of the server (the worker's default is one port above).
 DEFAULT_METRICS_PORT = 9418
@@ -51,7 +52,7 @@ def serve_metrics(
     """Start serving ``/metrics`` and ``/healthz``; returns the started server."""
     metrics_app = make_wsgi_app(registry)
 
-    def app(environ, start_response):
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/healthz":
             ok, reason = health()
@@ -60,7 +61,7 @@ def serve_metrics(
             start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
             return [body]
         if path in ("/metrics", "/"):
-            return metrics_app(environ, start_response)
+            return cast(Iterable[bytes], metrics_app(environ, start_response))
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 

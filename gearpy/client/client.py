@@ -7,8 +7,10 @@ unique reaches the same server and duplicates coalesce there. A job without one 
 When the chosen server is down the next one in the list is tried, and so on around the list.
 
 Failover never re-runs a job silently: a submit moves on only if the server did not answer
-JOB_CREATED. Once a foreground job is created, losing its connection ends it as
-:class:`~gearpy.errors.JobOutcomeUnknown`.
+JOB_CREATED (a refused or lost connection). Once a foreground job is created, losing its connection
+ends it as :class:`~gearpy.errors.JobOutcomeUnknown`. A submit that gets no answer within its
+``timeout`` raises :class:`~gearpy.errors.OutcomeUnknownTimeout` and closes that connection, so the
+next submit reconnects or fails over instead of waiting behind a silent server.
 
 The client holds no global state: each :class:`Client` owns its connections, and after ``fork()`` a
 child notices the new pid and opens its own connections instead of sharing the parent's sockets.
@@ -33,7 +35,7 @@ from gearpy.client.job import Callback, Job, JobState, JobTracker
 from gearpy.client.status import StatusReply, UniqueStatusReply, parse_status_unique
 from gearpy.codecs import Codec, get_codec
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyError
+from gearpy.errors import GearpyConnectionError, GearpyError, GearpyTimeoutError, OutcomeUnknownTimeout
 from gearpy.keys import apply_key
 from gearpy.packetlimit import check_packets
 from gearpy.protocol import PacketType, encode_request
@@ -334,7 +336,7 @@ class Client:
             for conn, items in sent:
                 for item in items:
                     tracker = item[0]
-                    tracker.wait_settled(deadline)
+                    _wait_created(conn, tracker, deadline)
                     if tracker.lost_before_created is not None:
                         errors[conn.address] = tracker.lost_before_created
                         retry.append(item)
@@ -389,6 +391,22 @@ class Client:
         if packet.args[0] != token:
             raise GearpyError(f"{conn.address} echoed {packet.args[0]!r}, expected {token!r}")
         return elapsed
+
+
+def _wait_created(conn: ServerConnection, tracker: JobTracker, deadline: float | None) -> None:
+    """Wait for the server's answer to a submit; a timeout leaves the outcome unknown.
+
+    The connection is then closed: its peer is silent (a partition, a stuck server), and a fresh
+    connection lets the next submit fail over instead of waiting behind it.
+    """
+    try:
+        tracker.wait_settled(deadline)
+    except GearpyTimeoutError:
+        conn.close()
+        raise OutcomeUnknownTimeout(
+            f"no answer from {conn.address} to the submit in time: the job may or may not have been "
+            "created (it was not resubmitted)"
+        ) from None
 
 
 def _no_server(errors: Mapping[str, GearpyConnectionError]) -> GearpyConnectionError:
@@ -470,10 +488,12 @@ def submit(
     ``Client.status()``), because nobody gets a background job's result.
 
     Raises :class:`~gearpy.errors.JobFailed`, :class:`~gearpy.errors.JobException` (``.payload``),
-    :class:`~gearpy.errors.JobOutcomeUnknown`, :class:`~gearpy.errors.GearpyTimeoutError`,
-    :class:`~gearpy.errors.ServerError` (refused) or :class:`~gearpy.errors.GearpyConnectionError`;
-    ``timeout`` bounds the whole call. Opens and closes its own connection: use a :class:`Client`
-    to submit many jobs.
+    :class:`~gearpy.errors.JobOutcomeUnknown`, :class:`~gearpy.errors.ServerError` (refused) or
+    :class:`~gearpy.errors.GearpyConnectionError`. ``timeout`` bounds the whole call; when it
+    expires the outcome is unknown (the connection is closed, so the job may or may not run) and
+    :class:`~gearpy.errors.OutcomeUnknownTimeout` (a :class:`JobOutcomeUnknown` and a
+    :class:`GearpyTimeoutError`) is raised. Opens and closes its own connection: use a
+    :class:`Client` to submit many jobs.
     """
     with Client(servers, key=key, codec=codec, timeout=timeout, config_file=config_file) as client:
         deadline = client._deadline(timeout)
@@ -489,4 +509,12 @@ def submit(
         if background:
             assert job.handle is not None  # submit() returns once the server created the job
             return job.handle
-        return job.result(remaining(deadline))
+        try:
+            return job.result(remaining(deadline))
+        except OutcomeUnknownTimeout:
+            raise
+        except GearpyTimeoutError:
+            raise OutcomeUnknownTimeout(
+                f"job {job.handle} did not finish in time; the connection is closed, it may or may not run",
+                job.handle,
+            ) from None

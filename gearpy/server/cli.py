@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+import yaml
 
-from gearpy import __version__
+from gearpy import __version__, logs
 from gearpy.config import as_dict, load, redact_url
 from gearpy.errors import ConfigError, StoreError
+from gearpy.server import gearmand_compat as compat
+from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
+from gearpy.server.gearmand_compat import expand_config_file
+from gearpy.server.process import run
+from gearpy.server.stores import gearmand_queue_url, open_store
 
 #: gearmand's queue-module options, accepted so an operator can swap binaries.
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 GEARMAND_QUEUE_OPTIONS = [
     "libsqlite3-db",
     "libsqlite3-table",
@@ -37,7 +46,7 @@ GEARMAND_QUEUE_OPTIONS = [
 ]
 
 
-def _gearmand_queue_options(f):
+def _gearmand_queue_options(f: _F) -> _F:
     for name in reversed(GEARMAND_QUEUE_OPTIONS):
         f = click.option(f"--{name}", default=None, help=f"gearmand compatibility ({name}).")(f)
     return f
@@ -80,9 +89,14 @@ def _gearmand_queue_options(f):
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")
-@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds.")
-@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds.")
-@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes.")
+@click.option(
+    "--keepalive-idle",
+    default=None,
+    type=int,
+    help="TCP_KEEPIDLE seconds; a silent peer is dropped after idle + interval x count. [60]",
+)
+@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds. [10]")
+@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes. [6]")
 @click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'. [stderr]")
 @click.option("--verbose", default=None, help="Log level (gearmand names work). [NOTICE]")
 @click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
@@ -97,6 +111,12 @@ def _gearmand_queue_options(f):
     default=None,
     type=int,
     help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
+)
+@click.option(
+    "--max-pending-commits",
+    default=None,
+    type=int,
+    help="Background submits per connection waiting for the store before reading pauses. [1024]",
 )
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(
@@ -176,20 +196,14 @@ def command(
         if protocol:
             raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
         cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
-        from gearpy import logs
-
         logs.parse_level(cfg.verbose)
         queue_url = _queue_url(cfg.queue, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
         cfg.queue = queue_url
         if print_config:
-            import yaml
-
             shown = as_dict(cfg)
             shown["queue"] = redact_url(shown["queue"])
             click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
             return
-        from gearpy.server import gearmand_compat as compat
-
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
@@ -197,13 +211,9 @@ def command(
             _check_acl(cfg)
         if syslog:
             compat.add_syslog()
-        from gearpy.server.store import open_store
-
         store = open_store(cfg.queue, table=cfg.queue_table)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    from gearpy.server.io import run
-
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
@@ -211,8 +221,6 @@ def command(
 
 def _check_acl(cfg: ServerConfig) -> None:
     """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
-    from gearpy.server.acl import FunctionAcl
-
     FunctionAcl.load(cfg.acl_file or "")
     if not cfg.ssl_ca_file:
         logging.getLogger("gearpy.server").warning(
@@ -225,19 +233,10 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
-    name = queue.lower()
-    if name in ("builtin", "memory", ""):
-        return "memory://"
-    try:
-        from gearpy.server.stores import gearmand_queue_url
-    except ImportError:
-        raise ConfigError(f"queue type {redact_url(queue)!r} is not available") from None
     return gearmand_queue_url(queue, opts)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from gearpy.server.gearmand_compat import expand_config_file
-
     try:
         args = expand_config_file(sys.argv[1:] if argv is None else argv)
         command.main(args=args, prog_name="gearpy-server", standalone_mode=False)

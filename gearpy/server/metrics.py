@@ -13,26 +13,27 @@ Two families:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from gearpy.server.core import Observer
+from gearpy.server.core import ServerCore
 from gearpy.server.state import HIGH, LOW, NORMAL, Job
-
-if TYPE_CHECKING:
-    from gearpy.server.core import ServerCore
 
 _PRIORITY = {HIGH: "high", NORMAL: "normal", LOW: "low"}
 _TIME_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600)
 
 
-class ServerMetrics(Observer):
-    """Observer of the core that feeds a Prometheus registry."""
+class ServerMetrics:
+    """Observer of the core (:class:`~gearpy.server.interfaces.Observer`) feeding a Prometheus registry.
 
-    def __init__(self, core: ServerCore, registry: CollectorRegistry | None = None) -> None:
-        self.core = core
+    Built before the core (which is given it as its observer); :meth:`watch` then adds the gauges
+    read from that core's tables.
+    """
+
+    def __init__(self, clock: Callable[[], float], registry: CollectorRegistry | None = None) -> None:
+        self.clock = clock
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.submitted = Counter(
@@ -79,7 +80,10 @@ class ServerMetrics(Observer):
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=r,
         )
-        r.register(_StateCollector(core))
+
+    def watch(self, core: ServerCore) -> None:
+        """Publish the gauges of ``core``'s tables (read at scrape time)."""
+        self.registry.register(_StateCollector(core))
 
     # Observer hooks (called by the core)
     def job_submitted(self, job: Job) -> None:
@@ -91,7 +95,7 @@ class ServerMetrics(Observer):
     def job_finished(self, job: Job, outcome: str) -> None:
         self.finished.labels(outcome).inc()
         if job.started_at:
-            self.run_time.observe(max(0.0, self.core.clock() - job.started_at))
+            self.run_time.observe(max(0.0, self.clock() - job.started_at))
 
     def store_committed(self, seconds: float, jobs: int) -> None:
         self.commit_seconds.observe(seconds)
@@ -104,7 +108,7 @@ class _StateCollector:
     def __init__(self, core: ServerCore) -> None:
         self.core = core
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         core = self.core
         up = GaugeMetricFamily("gearman_up", "1 when the job server answers.")
         up.add_metric([], 1.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Callable
 
 HIGH, NORMAL, LOW = 0, 1, 2
 PRIORITIES = (HIGH, NORMAL, LOW)
@@ -76,7 +75,7 @@ class Job:
         self.reducer = reducer
         self.background = background
         #: ``()`` until a foreground client attaches (saves a list per background job)
-        self.clients: list[Conn] | tuple = ()
+        self.clients: list[Conn] | tuple[()] = ()
         self.worker: Conn | None = None
         self.numerator = 0
         self.denominator = 0
@@ -162,6 +161,16 @@ class Function:
         return bool(self.queues[0] or self.queues[1] or self.queues[2])
 
 
+class Ability:
+    """One registration of a worker connection: CAN_DO (``timeout_ms`` 0) or CAN_DO_TIMEOUT."""
+
+    __slots__ = ("function", "timeout_ms")
+
+    def __init__(self, function: Function, timeout_ms: int) -> None:
+        self.function = function
+        self.timeout_ms = timeout_ms
+
+
 class Pending:
     """A reply slot in a connection's output whose bytes are not known yet.
 
@@ -193,8 +202,8 @@ class Conn:
         "out",
         "out_bytes",
         "has_pending",
+        "pending",
         "closing",
-        "wake",
         "is_worker",
         "is_client",
         "peer_cert_subject",
@@ -210,8 +219,8 @@ class Conn:
         self.exceptions = False
         self.sleeping = False
         self.noop_sent = False
-        #: registrations, newest first: [function, timeout_ms]
-        self.abilities: list[list] = []
+        #: registrations, newest first
+        self.abilities: list[Ability] = []
         #: jobs assigned to this connection as a worker, in grab order
         self.jobs: list[Job] = []
         #: jobs this connection waits on as a client (one entry per foreground submit)
@@ -219,10 +228,11 @@ class Conn:
         self.out: list[bytes | Pending] = []
         self.out_bytes = 0
         self.has_pending = False
+        #: reply slots not sent yet (submits waiting for their durable commit); the I/O layer stops
+        #: reading from a connection with too many, which is the back-pressure of a slow store
+        self.pending = 0
         #: set by the core when the connection must be closed once its output is flushed
         self.closing = False
-        #: called (by the core) when output is ready; the I/O layer installs it
-        self.wake: Callable[[], None] | None = None
         self.is_worker = False
         self.is_client = False
         self.peer_cert_subject: str | None = None
@@ -239,6 +249,7 @@ class Conn:
         slot = Pending()
         self.out.append(slot)
         self.has_pending = True
+        self.pending += 1
         return slot
 
     def take_output(self) -> bytes:
@@ -259,6 +270,7 @@ class Conn:
                 if item.data is None:
                     break
                 ready.append(item.data)
+                self.pending -= 1
             else:
                 ready.append(item)
         else:

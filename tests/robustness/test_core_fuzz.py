@@ -324,7 +324,7 @@ class CoreMachine(RuleBasedStateMachine):
         unacked = self._awaiting_commit() - self._placed()
         for name, fn in self.core.functions.items():
             jobs = [j for j in self.core.jobs.values() if j.function is fn and j.handle not in unacked]
-            regs = sum(1 for c in self.core.conns.values() for a in c.abilities if a[0] is fn)
+            regs = sum(1 for c in self.core.conns.values() for a in c.abilities if a.function is fn)
             want[name] = (len(jobs), sum(1 for j in jobs if j.worker is not None), regs)
         for name, counts in want.items():
             if counts != (0, 0, 0) or name in got:

@@ -799,3 +799,41 @@ def test_create_and_drop_function(w):
     w.send(wk, T.WORK_COMPLETE, h, b"")
     w.core.disconnect(wk)
     assert w.admin(a, b"drop function f") == b"OK\r\n"
+
+
+# ---------------------------------------------------------------- graceful drain
+
+
+def test_drain_signals_idle_when_the_last_job_ends_not_before():
+    idle: list[bool] = []
+    w = World(on_idle=lambda: idle.append(True))
+    c = w.conn()
+    h1 = w.submit(c, b"f")
+    h2 = w.submit(c, b"f", kind=T.SUBMIT_JOB_BG)
+    wk = w.worker(b"f")
+    w.core.drain()
+    assert w.core.draining and idle == []
+    assert w.grab(wk).args[0] == h1
+    w.send(wk, T.WORK_COMPLETE, h1, b"done")
+    assert idle == []  # the background job is still queued
+    assert w.grab(wk).args[0] == h2
+    w.send(wk, T.WORK_FAIL, h2)
+    assert idle == [True]
+    assert w.core.jobs == {}
+
+
+def test_drain_without_jobs_is_idle_at_once_and_a_cancelled_job_counts_until_popped():
+    idle: list[bool] = []
+    w = World(on_idle=lambda: idle.append(True))
+    w.core.drain()
+    assert idle == [True]
+    idle.clear()
+    w2 = World(on_idle=lambda: idle.append(True))
+    c = w2.conn()
+    h = w2.submit(c, b"f", kind=T.SUBMIT_JOB_BG)
+    a = w2.conn()
+    w2.core.drain()
+    assert w2.admin(a, b"cancel job " + h) == b"OK\r\n"
+    assert idle == []  # gearmand keeps a cancelled job until a worker pops it, and so do we
+    assert w2.grab(w2.worker(b"f")) == pk(T.NO_JOB)
+    assert idle == [True]

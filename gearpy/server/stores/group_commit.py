@@ -21,7 +21,11 @@ How:
   new adds fail at once with a clear error until a reconnect succeeds; reconnects are tried in the
   background with exponential backoff (``reconnect_min`` to ``reconnect_max``), so a store that
   comes back is used again within about ``reconnect_max`` seconds without a restart. Removes of a
-  failed batch are kept for the next one (a lost delete would run the job again at the next start).
+  failed batch are kept for the next one (a lost delete would run the job again at the next start),
+  and so are deletes of the failed batch's own jobs: a commit cut off mid-way may have been applied.
+* A silent database (a partition: no reset, no reply) fails a commit after the backend's
+  ``commit_timeout`` (network stores, default 10 s) plus ``connect_timeout`` (5 s) for the retry's
+  reconnect: submitters get ERROR QUEUE_ERROR within about 15 s, never an acknowledgement.
 """
 
 from __future__ import annotations
@@ -31,14 +35,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import gevent
 import gevent.event
 import gevent.lock
 
 from gearpy.errors import StoreError
-from gearpy.server.store import DurableCallback, QueueStore, StoredJob
+from gearpy.server.store import CommitListener, DurableCallback, QueueStore, StoredJob
 
 log = logging.getLogger("gearpy.server.stores")
 T = TypeVar("T")
@@ -97,6 +101,24 @@ class Backend(ABC):
         """Drop the connection; must not raise."""
 
 
+def abort_on_close(sock: Any) -> None:
+    """Make closing ``sock`` abortive (SO_LINGER 0: an RST, and unsent data is dropped).
+
+    Why: a commit given up after ``commit_timeout`` may still sit in the kernel's retransmission
+    queue. A graceful close would keep sending it, and a database that comes back would apply that
+    stale commit after the server already answered QUEUE_ERROR and deleted the batch's rows. The
+    drivers close their socket themselves on a timeout, so this is set once, at connect.
+    """
+    import socket
+    import struct
+
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+
+
 def job_size(job: StoredJob) -> int:
     return len(job.payload) + len(job.function) + len(job.unique) + len(job.reducer)
 
@@ -153,7 +175,7 @@ class GroupCommitStore(QueueStore):
         self._retry_at = 0.0
         #: Called after each committed batch with (seconds the commit took, jobs written); the
         #: server's metrics set it (``commit_seconds`` / ``commit_batch`` histograms).
-        self.commit_observer: Callable[[float, int], None] | None = None
+        self.commit_observer: CommitListener | None = None
         #: Counters for tests and metrics.
         self.batches = 0
         self.jobs_written = 0
@@ -186,6 +208,10 @@ class GroupCommitStore(QueueStore):
             raise StoreError(f"cannot read queue store {self.name}: {describe(exc, self._secret)}") from None
         log.info("queue store %s: %d stored jobs to replay", self.name, len(jobs))
         return jobs
+
+    def watch_commits(self, listener: CommitListener) -> None:
+        """Report each commit's duration and size to ``listener`` (the server's metrics)."""
+        self.commit_observer = listener
 
     def add(self, job: StoredJob, on_durable: DurableCallback) -> None:
         """Queue ``job`` for the next commit; ``on_durable`` runs in the hub's thread afterwards."""
@@ -301,6 +327,7 @@ class GroupCommitStore(QueueStore):
         if not jobs and not removes:
             return None
         started = time.monotonic()
+        error: StoreError | None
         if self._last_error is not None and time.monotonic() < self._retry_at and not self._closed:
             error = StoreError(f"queue store {self.name} is unavailable ({self._last_error}); retrying")
         else:
@@ -337,6 +364,10 @@ class GroupCommitStore(QueueStore):
             return None
         assert last is not None
         self._broken(last)
+        # A commit cut off mid-way (timeout, reset) may have been applied by the database: delete
+        # those rows with a later batch, so a job whose submitter got QUEUE_ERROR never runs after
+        # a restart (deleting a row that was never written is a no-op).
+        self._removes.extend(job.store_id for job in jobs)
         return StoreError(f"queue store {self.name} could not write the job: {self._last_error}")
 
     def _probe(self) -> None:
@@ -401,7 +432,7 @@ class GroupCommitStore(QueueStore):
             ok, value = gevent.get_hub().threadpool.apply(call)
         if not ok:
             raise value
-        return value
+        return cast(T, value)
 
     def _later(self, callback: DurableCallback, error: StoreError) -> None:
         """Call back from the loop, never re-entrantly from inside add()."""
