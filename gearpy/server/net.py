@@ -36,6 +36,7 @@ from gearpy.server.metrics import ServerMetrics
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
 from gearpy.server.tls import make_server_ssl_context, peer_subject
+from gearpy.transport import enable_keepalive
 
 log = logging.getLogger("gearpy.server")
 
@@ -269,16 +270,9 @@ class GearServer:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # Keepalive with a matching TCP_USER_TIMEOUT: a silent peer is dropped within the budget.
             cfg = self.cfg
-            for opt, value in (
-                ("TCP_KEEPIDLE", cfg.keepalive_idle),
-                ("TCP_KEEPINTVL", cfg.keepalive_interval),
-                ("TCP_KEEPCNT", cfg.keepalive_count),
-                ("TCP_USER_TIMEOUT", _user_timeout_ms(cfg)),
-            ):
-                if value > 0 and hasattr(socket, opt):
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+            enable_keepalive(sock, cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count)
 
     # ---------------------------------------------------------------- one connection
 
@@ -536,14 +530,6 @@ class GearServer:
         link.writer = None
         if conn.closing:
             self._close_link(link)
-
-
-def _user_timeout_ms(cfg: ServerConfig) -> int:
-    """TCP_USER_TIMEOUT matching the keepalive budget, so unacknowledged output is given up as soon
-    as an idle silent peer would be (keepalive alone never fires while data is in flight)."""
-    if min(cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count) <= 0:
-        return 0
-    return (cfg.keepalive_idle + cfg.keepalive_interval * cfg.keepalive_count) * 1000
 
 
 class _PacketTimeout(Exception):
