@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gearpy.boundedhttp import BoundedWSGIServer
 from gearpy.metrics import parse_listen, serve_metrics
 from gearpy.worker.hooks import Hook, WorkerControl
 
@@ -44,7 +44,7 @@ class WorkerMetrics(Hook):
         in_flight.set_function(lambda: worker.jobs_running)
         connected = Gauge("gearpy_worker_connected_servers", "Servers connected now.", registry=r)
         connected.set_function(lambda: worker.connected_servers)
-        self._server: WSGIServer | None = None
+        self._server: BoundedWSGIServer | None = None
 
     def after_job(self, worker: WorkerControl, job: JobContext, outcome: Outcome, seconds: float) -> None:
         self.jobs.labels(job.function, outcome.kind).inc()
