@@ -9,12 +9,12 @@ holding a single ``.``; the other commands answer one line, ``OK [value]`` or ``
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass
-from typing import Any
 
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ServerError
-from gearpy.transport import DEFAULT_PORT, connect_tcp
+from gearpy.errors import GearpyConnectionError, ServerError
+from gearpy.transport import DEFAULT_PORT, connect_tcp, map_socket_errors
 
 #: Refuse replies above this size rather than buffer a misbehaving peer forever.
 MAX_REPLY = 64 * 1024 * 1024
@@ -72,7 +72,11 @@ class Admin:
     """A connection to one server's admin protocol. Use as a context manager or :meth:`close`."""
 
     def __init__(
-        self, server: str = "127.0.0.1:4730", *, timeout: float | None = 10.0, ssl_context: Any = None
+        self,
+        server: str = "127.0.0.1:4730",
+        *,
+        timeout: float | None = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = parse_server_address(server, DEFAULT_PORT)
         self.timeout = timeout
@@ -103,11 +107,8 @@ class Admin:
             self._sock = connect_tcp((self.host, self.port), self.timeout, self.ssl_context)
             self._sock.settimeout(self.timeout)
             self._buf = b""
-        try:
+        with map_socket_errors(f"connection to {self.address} lost", close=self.close):
             self._sock.sendall(line.encode("utf-8") + b"\n")
-        except OSError as exc:
-            self.close()
-            raise GearpyConnectionError(f"connection to {self.address} lost: {exc}") from exc
 
     def _line(self) -> str:
         assert self._sock is not None
@@ -115,14 +116,12 @@ class Admin:
             if len(self._buf) > MAX_REPLY:
                 self.close()
                 raise GearpyConnectionError(f"{self.address} sent an overlong admin reply")
-            try:
+            with map_socket_errors(
+                f"connection to {self.address} lost",
+                timeout=f"no admin reply from {self.address} in time",
+                close=self.close,  # a late reply would answer the next command: start afresh
+            ):
                 data = self._sock.recv(65536)
-            except TimeoutError as exc:
-                self.close()
-                raise GearpyTimeoutError(f"no admin reply from {self.address} in time") from exc
-            except OSError as exc:
-                self.close()
-                raise GearpyConnectionError(f"connection to {self.address} lost: {exc}") from exc
             if not data:
                 self.close()
                 raise GearpyConnectionError(f"connection to {self.address} closed by the server")
@@ -133,7 +132,7 @@ class Admin:
     def listing(self, command: str) -> list[str]:
         """Send a listing command; return its lines without the final ``.``."""
         self._send(command)
-        lines = []
+        lines: list[str] = []
         while True:
             line = self._line()
             if line == ".":
@@ -156,17 +155,17 @@ class Admin:
     def status(self) -> list[FunctionStatus]:
         out = []
         for line in self.listing("status"):
-            parts = line.split("\t")
-            if len(parts) >= 4:
-                out.append(FunctionStatus(parts[0], _num(parts[1]), _num(parts[2]), _num(parts[3])))
+            p = _counted(line, 3)
+            if p is not None:
+                out.append(FunctionStatus(p[0], int(p[1]), int(p[2]), int(p[3])))
         return out
 
     def prioritystatus(self) -> list[PriorityStatus]:
         out = []
         for line in self.listing("prioritystatus"):
-            p = line.split("\t")
-            if len(p) >= 5:
-                out.append(PriorityStatus(p[0], _num(p[1]), _num(p[2]), _num(p[3]), _num(p[4])))
+            p = _counted(line, 4)
+            if p is not None:
+                out.append(PriorityStatus(p[0], int(p[1]), int(p[2]), int(p[3]), int(p[4])))
         return out
 
     def workers(self) -> list[WorkerInfo]:
@@ -205,6 +204,19 @@ class Admin:
 
     def getpid(self) -> int:
         return int(self.command("getpid"))
+
+
+def _counted(line: str, counts: int) -> list[str] | None:
+    """``NAME\\tN\\t...``: the name (which gearmand prints raw, tabs and all) and ``counts`` numbers.
+
+    A row whose counts are not numbers is not a row (it is the tail of a name gearmand printed with
+    a newline in it) and is skipped. gearpy-server escapes such names, so this only matters for
+    gearmand.
+    """
+    parts = line.rsplit("\t", counts)
+    if len(parts) != counts + 1 or not all(p.isdigit() for p in parts[1:]):
+        return None
+    return parts
 
 
 def _error(line: str) -> ServerError:

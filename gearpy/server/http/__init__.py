@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
-from gevent.pool import Pool
-from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.pywsgi import WSGIHandler
 from gevent.timeout import Timeout
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from gearpy.boundedhttp import BoundedWSGIServer
 from gearpy.errors import ConfigError
 from gearpy.logs import NOTICE
 from gearpy.server.config import ServerConfig
@@ -83,7 +83,7 @@ def _registry(server: ServerLike) -> CollectorRegistry:
     from gearpy.server.metrics import _StateCollector  # the scrape-time half of ServerMetrics
 
     registry = CollectorRegistry()
-    registry.register(_StateCollector(server.core))
+    registry.register(_StateCollector(server.core, server.cfg.metrics_max_functions))
     return registry
 
 
@@ -175,10 +175,13 @@ class Dashboard:
         kwargs: dict[str, Any] = {}
         if self.ssl_context is not None:
             kwargs["ssl_context"] = self.ssl_context
-        self._wsgi = WSGIServer(
+        # No whole-connection deadline (a foreground submit may wait minutes for its result):
+        # the handler bounds each request's headers and body, and the idle wait between requests.
+        self._wsgi = BoundedWSGIServer(
             self.address,
             app,
-            spawn=Pool(max(1, cfg.http_max_connections)),
+            max_connections=cfg.http_max_connections,
+            timeout=0,
             handler_class=handler,
             log=None,
             error_log=log,
