@@ -26,7 +26,8 @@ RECYCLED: Final = 4
 #: Hard stop: a second signal, or running jobs outlived ``--shutdown-timeout`` (the server requeues
 #: them).
 HARD_STOP: Final = 5
-#: The worker cannot import its task modules, found no task, or ``--function`` names an unknown one.
+#: The worker cannot import its task modules or a ``--hook``, found no task, or ``--function`` names
+#: an unknown one.
 NO_TASKS: Final = 6
 #: Interrupted by Ctrl-C (SIGINT), 128 + 2 as shells report it. A worker still finishes its
 #: running jobs first (a second Ctrl-C is a hard stop, exit 5).
@@ -40,7 +41,7 @@ TABLE: Final[tuple[tuple[int, str, str], ...]] = (
     (UNREACHABLE, "client", "cannot connect to a server"),
     (RECYCLED, "worker", "recycled: --max-jobs or --max-memory reached"),
     (HARD_STOP, "worker", "hard stop: second signal, or jobs outlived --shutdown-timeout"),
-    (NO_TASKS, "worker", "cannot import the task modules, or no task to serve"),
+    (NO_TASKS, "worker", "cannot import the task modules or a --hook, or no task to serve"),
     (INTERRUPTED, "all", "interrupted by Ctrl-C (SIGINT)"),
 )
 

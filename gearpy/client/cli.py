@@ -324,12 +324,12 @@ def _batch(
 def _outcome(job: Job, timeout: float | None) -> dict[str, Any]:
     if job.background:
         err = job.exception(timeout)
-        return {"handle": job.handle, "state": job.state, "error": str(err) if err else None}
+        return {"handle": job.handle, "state": job.state.value, "error": str(err) if err else None}
     try:
         result = _text(job.result(timeout))
-        return {"handle": job.handle, "state": job.state, "result": result, "error": None}
+        return {"handle": job.handle, "state": job.state.value, "result": result, "error": None}
     except GearpyError as exc:
-        return {"handle": job.handle, "state": job.state, "error": str(exc)}
+        return {"handle": job.handle, "state": job.state.value, "error": str(exc)}
 
 
 def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:

@@ -36,6 +36,7 @@ from gearpy.metrics import parse_listen
 from gearpy.server import gearmand_compat as compat
 from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
+from gearpy.server.http import Dashboard
 from gearpy.server.process import run as serve
 from gearpy.server.stores import gearmand_queue_url, open_store
 from gearpy.server.stores.url import parse_url
@@ -187,6 +188,18 @@ def _gearmand_queue_options(f: F) -> F:
     type=int,
     help="Functions with their own /metrics series; the rest are summed as '__other__'.",
 )
+@click.option(
+    "--http",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve the web dashboard and JSON API here (opt-in), e.g. 127.0.0.1:8470.",
+)
+@click.option("--http-auth-file", default=None, help="Dashboard users and tokens (YAML); see the guide.")
+@click.option(
+    "--http-peers", default=None, metavar="HOST:PORT,...", help="Other servers shown on the fleet page."
+)
+@click.option("--http-max-connections", default=None, type=int, help="HTTP connections at once.")
+@click.option("--http-request-timeout", default=None, type=float, help="Seconds to send an HTTP request.")
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
 @click.option("--ssl-certificate", default=None, metavar="FILE", help="Server certificate (PEM).")
 @click.option("--ssl-key", default=None, metavar="FILE", help="Server private key (PEM).")
@@ -254,6 +267,8 @@ def command(
     logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
     if cfg.acl_file:
         check_acl(cfg)
+    if cfg.http:
+        Dashboard(cfg)  # refuses a non-loopback address without credentials, a bad auth file
     if syslog:
         compat.add_syslog()
     try:

@@ -38,7 +38,7 @@ from gearpy.config import as_dict
 from gearpy.errors import ConfigError
 from gearpy.metrics import parse_listen
 from gearpy.worker.config import EXIT_IMPORT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, WorkerConfig, load_config
-from gearpy.worker.loader import TaskImportError, load_tasks, select_tasks
+from gearpy.worker.loader import TaskImportError, load_hooks, load_tasks, select_tasks
 from gearpy.worker.metrics import DEFAULT_WORKER_METRICS_PORT, WorkerMetrics
 from gearpy.worker.prefork import Supervisor
 from gearpy.worker.runtime import Worker
@@ -55,6 +55,13 @@ PROG = "gearpy-worker"
 )
 @click.option(
     "-f", "--function", "functions", multiple=True, metavar="NAME", help="Serve only this task (repeatable)."
+)
+@click.option(
+    "--hook",
+    "hooks",
+    multiple=True,
+    metavar="MODULE:ATTR",
+    help="Add a worker hook (gearpy.worker.Hook) to every process; repeatable.",
 )
 @click.option("-c", "--concurrency", type=int, help="Jobs run at once per process (greenlets).")
 @click.option("--processes", type=int, help="Fork N worker processes; a crashed or recycled one is replaced.")
@@ -111,15 +118,19 @@ def run(cfg: WorkerConfig) -> int:
         raise ConfigError("no task module given (MODULE[:ATTR] arguments, GEARPY_MODULES or 'modules:')")
     try:
         tasks = select_tasks(load_tasks(cfg.modules), cfg.functions)
+        hooks = load_hooks(cfg.hooks)
     except TaskImportError as exc:
         fail(PROG, str(exc), EXIT_IMPORT)
 
     def make_worker(slot: int) -> Worker:
         worker = Worker.from_config(tasks, cfg)
+        for make_hook in hooks:
+            worker.add_hook(make_hook())
         if cfg.metrics:
             host, port = parse_listen(cfg.metrics, DEFAULT_WORKER_METRICS_PORT)
-            worker.metrics = WorkerMetrics(worker)
-            worker.metrics.serve((host, port + slot))  # --processes: one port per process
+            metrics = WorkerMetrics(worker)
+            metrics.serve((host, port + slot))  # --processes: one port per process
+            worker.add_hook(metrics)
         return worker
 
     if cfg.processes is None:
