@@ -133,7 +133,7 @@ class Admin:
     def listing(self, command: str) -> list[str]:
         """Send a listing command; return its lines without the final ``.``."""
         self._send(command)
-        lines = []
+        lines: list[str] = []
         while True:
             line = self._line()
             if line == ".":
