@@ -102,7 +102,18 @@ def _gearmand_queue_options(f: _F) -> _F:
 @click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
-@click.option("--max-connections", default=None, type=int, help="Most connections at once.")
+@click.option(
+    "--max-connections",
+    default=None,
+    type=int,
+    help="Most connections at once, TLS handshakes included (+1 kept for a loopback admin). [20000]",
+)
+@click.option(
+    "--idle-timeout",
+    default=None,
+    type=float,
+    help="Close a connection silent this long that is neither worker nor waiting client; 0 = never. [0]",
+)
 @click.option(
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
@@ -110,7 +121,26 @@ def _gearmand_queue_options(f: _F) -> _F:
     "--max-queued-bytes",
     default=None,
     type=int,
-    help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
+    help="Bytes all queued jobs may hold (payload, unique, name and ~320 per job); beyond it "
+    "submits get QUEUE_ERROR. [1 GiB]",
+)
+@click.option(
+    "--max-jobs-per-connection",
+    default=None,
+    type=int,
+    help="Unfinished jobs one connection may have created; beyond it QUEUE_ERROR; 0 = no limit. [0]",
+)
+@click.option(
+    "--max-function-name",
+    default=None,
+    type=int,
+    help="Longest function name in bytes; longer ones get ARGUMENT_TOO_LARGE. [512]",
+)
+@click.option(
+    "--max-idle-functions",
+    default=None,
+    type=int,
+    help="Functions without worker or job kept for 'status'; the longest unused beyond go. [1000]",
 )
 @click.option(
     "--max-pending-commits",
@@ -124,6 +154,18 @@ def _gearmand_queue_options(f: _F) -> _F:
     default=None,
     metavar="HOST:PORT",
     help="Serve Prometheus /metrics and /healthz here (opt-in), e.g. 127.0.0.1:9418.",
+)
+@click.option(
+    "--metrics-max-connections", default=None, type=int, help="Metrics requests served at once. [16]"
+)
+@click.option(
+    "--metrics-timeout", default=None, type=float, help="Seconds for one metrics request. [10]"
+)
+@click.option(
+    "--metrics-max-functions",
+    default=None,
+    type=int,
+    help="Functions with their own /metrics series; the rest are summed as '__other__'. [500]",
 )
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
 @click.option("--ssl-certificate", default=None, help="Server certificate (PEM).")
@@ -233,6 +275,7 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
+    # Not lower-cased here: an unknown type is echoed redacted, and a URL-like typo may hold a password.
     return gearmand_queue_url(queue, opts)
 
 

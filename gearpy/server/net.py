@@ -27,12 +27,13 @@ from gearpy import __version__
 from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
 from gearpy.metrics import parse_listen, serve_metrics
-from gearpy.protocol import Decoder, PacketTooLarge
+from gearpy.protocol import AdminCommand, Decoder, Packet, PacketTooLarge
 from gearpy.server.acl import AdminPolicy, FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, ServerCore
 from gearpy.server.interfaces import TimerHandle
 from gearpy.server.metrics import ServerMetrics
+from gearpy.server.refusals import RateLimitedLog
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
 from gearpy.server.tls import make_server_ssl_context, peer_subject
@@ -44,6 +45,14 @@ RECV_SIZE = 256 * 1024
 FLUSH_NOW_BYTES = 256 * 1024
 #: A connection that is readable this many times in a row yields to the others once.
 YIELD_EVERY_READS = 64
+
+#: One log line per burst of connections refused at ``max_connections``, not one per refusal.
+_refused = RateLimitedLog(log)
+
+
+def _is_loopback(addr: Any) -> bool:
+    ip = addr[0] if isinstance(addr, tuple) and addr else ""
+    return isinstance(ip, str) and (ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1"))
 
 
 class GeventScheduler:
@@ -95,7 +104,7 @@ class GearServer:
         self.scheduler = GeventScheduler(self.flush)
         store = store or MemoryStore()
         #: Prometheus metrics (``metrics`` listen address set), served once :meth:`start` runs
-        self.metrics = ServerMetrics(time.time) if cfg.metrics else None
+        self.metrics = ServerMetrics(time.time, cfg.metrics_max_functions) if cfg.metrics else None
         self.core = ServerCore(
             scheduler=self.scheduler,
             store=store,
@@ -108,6 +117,9 @@ class GearServer:
             clock=time.time,
             observer=self.metrics,
             max_queued_bytes=cfg.max_queued_bytes,
+            max_jobs_per_connection=cfg.max_jobs_per_connection,
+            max_function_name=cfg.max_function_name,
+            max_idle_functions=cfg.max_idle_functions,
             acl=FunctionAcl.load(cfg.acl_file) if cfg.acl_file else None,
             admin_gate=AdminPolicy(cfg.admin_allow) if cfg.admin_allow else None,
             flush=self._request_flush,
@@ -122,6 +134,10 @@ class GearServer:
         self.listeners: list[socket.socket] = []
         self._acceptors: list[gevent.Greenlet] = []
         self._next_id = 0
+        #: connections accepted and not yet closed, TLS handshakes included (``max_connections``)
+        self.open_connections = 0
+        #: the one connection admitted beyond ``max_connections`` for a loopback admin is in use
+        self._admin_slot_used = False
         self._flush_scheduled = False
         self._stopped = Event()
         self.exit_code = 0
@@ -191,7 +207,13 @@ class GearServer:
     def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
         address = parse_listen(listen)
-        self._metrics_server = serve_metrics(address, metrics.registry, self.health)
+        self._metrics_server = serve_metrics(
+            address,
+            metrics.registry,
+            self.health,
+            max_connections=self.cfg.metrics_max_connections,
+            timeout=self.cfg.metrics_timeout,
+        )
         log.log(NOTICE, "metrics on http://%s:%d/metrics", *address)
 
     def health(self) -> tuple[bool, str]:
@@ -259,11 +281,28 @@ class GearServer:
                 if exc.errno in (errno.ECONNABORTED, errno.EINTR):
                     continue
                 return
-            if len(self.links) >= self.cfg.max_connections:
-                log.warning("refusing connection from %s: %d connections open", addr[0], len(self.links))
-                sock.close()
-                continue
-            gevent.spawn(self._serve, sock, addr)
+            admin_only = False
+            if self.open_connections >= self.cfg.max_connections:
+                if self._admin_slot_used or not _is_loopback(addr):
+                    _refused.warning(
+                        "refusing connection from %s: %d connections open (max_connections)",
+                        addr[0] if isinstance(addr, tuple) else addr,
+                        self.open_connections,
+                    )
+                    sock.close()
+                    continue
+                admin_only = self._admin_slot_used = True
+            self.open_connections += 1
+            gevent.spawn(self._serve_counted, sock, addr, admin_only)
+
+    def _serve_counted(self, sock: socket.socket, addr: Any, admin_only: bool) -> None:
+        """Serve one connection, counted from accept to close (the TLS handshake included)."""
+        try:
+            self._serve(sock, addr, admin_only)
+        finally:
+            self.open_connections -= 1
+            if admin_only:
+                self._admin_slot_used = False
 
     def _setup_socket(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -282,7 +321,7 @@ class GearServer:
 
     # ---------------------------------------------------------------- one connection
 
-    def _serve(self, sock: socket.socket, addr: Any) -> None:
+    def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
         self._setup_socket(sock)
         if self.ssl_context is not None:
             tls = self._handshake(sock, addr)
@@ -314,7 +353,8 @@ class GearServer:
         log.info("connection %d from %s:%s opened", conn.id, ip, port)
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
         recv = sock.recv
-        handle = core.handle
+        handle = _admin_lines_only(core.handle) if admin_only else core.handle
+        idle_timeout = self.cfg.idle_timeout  # 0: none
         partial_since: float | None = None
         reads = 0
         reason = "closed by peer"
@@ -337,6 +377,15 @@ class GearServer:
                                 hub_wait(readable)
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
+                            break
+                    elif idle_timeout and not (conn.abilities or conn.waiting or conn.jobs):
+                        # Silent, and neither a worker nor waiting for a result: it holds a slot
+                        # for nothing.
+                        try:
+                            with Timeout(idle_timeout, _PacketTimeout):
+                                hub_wait(readable)
+                        except _PacketTimeout:
+                            reason = "closed: idle timeout"
                             break
                     else:
                         hub_wait(readable)
@@ -482,6 +531,14 @@ class GearServer:
                     log.warning("connection %d stopped reading; disconnecting", conn.id)
                     self._close_link(link)
                 continue
+            if conn.out_bytes > self.cfg.max_output_buffer:
+                # Checked before the join: output queued as many references to one result (a job
+                # submitted a thousand times on this connection) must not become a thousand copies.
+                log.warning(
+                    "connection %d: %d bytes of output queued; disconnecting", conn.id, conn.out_bytes
+                )
+                self._close_link(link)
+                continue
             data = conn.take_output()
             if not data:
                 continue
@@ -547,4 +604,21 @@ def _user_timeout_ms(cfg: ServerConfig) -> int:
 
 
 class _PacketTimeout(Exception):
-    """A peer left a packet or a TLS handshake unfinished for too long."""
+    """A peer left a packet or a TLS handshake unfinished, or a connection idle, for too long."""
+
+
+def _admin_lines_only(
+    handle: Callable[[Conn, Packet | AdminCommand], None],
+) -> Callable[[Conn, Packet | AdminCommand], None]:
+    """The core's ``handle`` for the connection kept for a loopback admin: binary packets close it.
+
+    That slot exists so that an operator can still run ``gearadmin --status`` (or ``gearpy-client
+    status``) when ``max_connections`` are taken; a worker or client must not take it.
+    """
+
+    def admin_only(conn: Conn, event: Packet | AdminCommand) -> None:
+        if isinstance(event, Packet):
+            raise CloseConnection("binary packet on the connection kept for a loopback admin")
+        handle(conn, event)
+
+    return admin_only
