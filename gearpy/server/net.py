@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
@@ -31,6 +32,8 @@ from gearpy.server.acl import AdminPolicy, FunctionAcl
 from gearpy.server.admin import admin_lines_only
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, ServerCore
+from gearpy.server.http import Dashboard
+from gearpy.server.interfaces import Observer
 from gearpy.server.metrics import ServerMetrics
 from gearpy.server.refusals import RateLimitedLog
 from gearpy.server.sockets import is_loopback, open_listeners, tune_connection
@@ -74,8 +77,15 @@ class GearServer:
         self.cfg = cfg
         self.scheduler = GeventScheduler(self.flush)
         store = store or MemoryStore()
+        #: the web dashboard (``http`` set), configured first so that a bad setting stops the start
+        self.dashboard: Dashboard | None = Dashboard(cfg) if cfg.http else None
         #: Prometheus metrics (``metrics`` listen address set), served once :meth:`start` runs
         self.metrics = ServerMetrics(time.time, cfg.metrics_max_functions) if cfg.metrics else None
+        # The dashboard counts jobs and shows their ages: a call per job. Prometheus' per-job
+        # counters and histograms cost much more and come only with --metrics.
+        observer: Observer | None = self.metrics
+        if self.dashboard is not None:
+            observer = self.dashboard.observe(self.metrics)
         self.core = ServerCore(
             scheduler=self.scheduler,
             store=store,
@@ -86,7 +96,7 @@ class GearServer:
             version=__version__,
             verbose=cfg.verbose.upper(),
             clock=time.time,
-            observer=self.metrics,
+            observer=observer,
             max_queued_bytes=cfg.max_queued_bytes,
             max_jobs_per_connection=cfg.max_jobs_per_connection,
             max_function_name=cfg.max_function_name,
@@ -101,6 +111,10 @@ class GearServer:
             store.watch_commits(self.metrics.store_committed)
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
         self._metrics_server: Any = None
+        #: when the server started (the dashboard shows its uptime)
+        self.started_at = time.time()
+        #: output callbacks of connections without a socket (the dashboard's submits), by id
+        self.socketless: dict[int, Callable[[], None]] = {}
         self.links: dict[int, _Link] = {}
         self.listeners: list[socket.socket] = []
         self._acceptors: list[gevent.Greenlet] = []
@@ -145,6 +159,8 @@ class GearServer:
             )
         if self.metrics is not None and self.cfg.metrics:
             self._start_metrics(self.metrics, self.cfg.metrics)
+        if self.dashboard is not None:
+            self.dashboard.start(self)
 
     def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
@@ -177,6 +193,8 @@ class GearServer:
         self._close_listeners()
         if self._metrics_server is not None:
             self._metrics_server.stop(timeout=1)
+        if self.dashboard is not None:
+            self.dashboard.stop()
         self.flush()
         for link in list(self.links.values()):
             self._close_link(link)
@@ -422,6 +440,8 @@ class GearServer:
             conn = dirty.pop()
             link = self.links.get(conn.id)
             if link is None or link.closed:
+                if link is None and conn.id in self.socketless:
+                    self.socketless[conn.id]()
                 continue
             if link.resume is not None:
                 link.resume.set()  # the reader re-checks once this output is taken

@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 from gearpy.server.config import ServerConfig
+from gearpy.transport import enable_keepalive
 
 
 def open_listeners(listen: str, port: int, backlog: int) -> list[socket.socket]:
@@ -52,27 +53,12 @@ def open_listeners(listen: str, port: int, backlog: int) -> list[socket.socket]:
 
 
 def tune_connection(sock: socket.socket, cfg: ServerConfig) -> None:
-    """Non-blocking, no Nagle delay, and keepalive so that a silent peer is dropped in bounded time."""
+    """Non-blocking, no Nagle delay, and keepalive with a matching TCP_USER_TIMEOUT, so that a
+    silent peer is dropped within the keepalive budget (:func:`gearpy.transport.enable_keepalive`)."""
     sock.setblocking(False)
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for opt, value in (
-            ("TCP_KEEPIDLE", cfg.keepalive_idle),
-            ("TCP_KEEPINTVL", cfg.keepalive_interval),
-            ("TCP_KEEPCNT", cfg.keepalive_count),
-            ("TCP_USER_TIMEOUT", user_timeout_ms(cfg)),
-        ):
-            if value > 0 and hasattr(socket, opt):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
-
-
-def user_timeout_ms(cfg: ServerConfig) -> int:
-    """TCP_USER_TIMEOUT matching the keepalive budget, so unacknowledged output is given up as soon
-    as an idle silent peer would be (keepalive alone never fires while data is in flight)."""
-    if min(cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count) <= 0:
-        return 0
-    return (cfg.keepalive_idle + cfg.keepalive_interval * cfg.keepalive_count) * 1000
+        enable_keepalive(sock, cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count)
 
 
 def is_loopback(addr: Any) -> bool:
