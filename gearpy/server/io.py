@@ -100,6 +100,7 @@ class GearServer:
             version=__version__,
             verbose=cfg.verbose.upper(),
             max_queued_bytes=cfg.max_queued_bytes,
+            can_do_timeout_unit=cfg.can_do_timeout_unit,
         )
         self.core.request_flush = self._request_flush  # type: ignore[attr-defined]
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None

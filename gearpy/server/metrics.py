@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from gearpy.protocol import PacketType
 from gearpy.server.core import Observer
 from gearpy.server.state import HIGH, LOW, NORMAL, Job
 
@@ -79,6 +80,12 @@ class ServerMetrics(Observer):
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=r,
         )
+        self.late_results = Counter(
+            "gearpy_late_results_dropped",
+            "WORK_* packets dropped because their job had already timed out (CAN_DO_TIMEOUT).",
+            ["packet"],
+            registry=r,
+        )
         r.register(_StateCollector(core))
 
     # Observer hooks (called by the core)
@@ -92,6 +99,9 @@ class ServerMetrics(Observer):
         self.finished.labels(outcome).inc()
         if job.started_at:
             self.run_time.observe(max(0.0, self.core.clock() - job.started_at))
+
+    def late_result(self, kind: PacketType) -> None:
+        self.late_results.labels(kind.name).inc()
 
     def store_committed(self, seconds: float, jobs: int) -> None:
         self.commit_seconds.observe(seconds)

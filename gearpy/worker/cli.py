@@ -104,6 +104,11 @@ GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file ke
 @click.option("--ssl-ca-file", metavar="FILE", help="CA that signed the servers' certificates.")
 @click.option("--ssl-certificate", metavar="FILE", help="Client certificate (PEM).")
 @click.option("--ssl-key", metavar="FILE", help="Client private key (PEM).")
+@click.option(
+    "--can-do-timeout-unit",
+    type=click.Choice(["ms", "s"]),
+    help="Unit the servers read task timeouts in (their --can-do-timeout-unit). [ms]",
+)
 @click.option("--log-level", help="DEBUG, INFO, NOTICE, WARNING, ERROR. [INFO]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format. [text]")
 @click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")

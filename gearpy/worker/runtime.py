@@ -6,7 +6,7 @@ code that does I/O yields to the other jobs and connections.
 
 Per server, one greenlet (:class:`ServerLink`) speaks the worker protocol::
 
-    connect → SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT FUNC\\0MS (one per task)
+    connect → SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT FUNC\\0N (one per task; N in ms or s)
     loop:  wait for a free concurrency slot → GRAB_JOB_UNIQ
            JOB_ASSIGN_UNIQ → run the job in its own greenlet (it owns the slot), grab again
            NO_JOB          → give the slot back, PRE_SLEEP, wait for NOOP, grab again
@@ -182,11 +182,11 @@ class ServerLink:
         w = self.worker
         out = [encode_request(P.SET_CLIENT_ID, w.client_id.encode("utf-8"))]
         for wire, t in w.tasks.items():
-            ms = t.server_timeout_ms
-            if ms is None:
+            timeout = t.announced_timeout(w.can_do_timeout_unit)
+            if timeout is None:
                 out.append(encode_request(P.CAN_DO, wire))
             else:
-                out.append(encode_request(P.CAN_DO_TIMEOUT, wire, str(ms).encode()))
+                out.append(encode_request(P.CAN_DO_TIMEOUT, wire, str(timeout).encode()))
         assert self.session is not None
         self.session.send(b"".join(out))
 
@@ -259,6 +259,7 @@ class Worker:
         client_id: str | None = None,
         send_exceptions: bool = True,
         ssl_context: Any = None,
+        can_do_timeout_unit: str = "ms",
     ) -> None:
         self.tasks: dict[bytes, Task] = {apply_key(t.name, key): t for t in tasks}
         if not self.tasks:
@@ -271,6 +272,8 @@ class Worker:
         self.client_id = client_id or f"gearpy-worker:{socket.gethostname()}:{os.getpid()}"
         self.send_exceptions = send_exceptions
         self.ssl_context = ssl_context
+        #: the unit the servers read CAN_DO_TIMEOUT in (their ``can_do_timeout_unit``)
+        self.can_do_timeout_unit = can_do_timeout_unit
         #: set by :mod:`gearpy.worker.metrics` when ``--metrics`` is on
         self.metrics: Any = None
         self.slots = gevent.lock.BoundedSemaphore(concurrency)
@@ -302,6 +305,7 @@ class Worker:
             client_id=cfg.client_id,
             send_exceptions=cfg.send_exceptions,
             ssl_context=ssl_context,
+            can_do_timeout_unit=cfg.can_do_timeout_unit,
         )
 
     # -- control --------------------------------------------------------------------------------

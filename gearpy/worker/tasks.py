@@ -120,6 +120,17 @@ class Task:
         pauses = sum(min(self.backoff_max, self.backoff * 2**i) for i in range(self.retries))
         return int(math.ceil((attempts * self.timeout + pauses) * 1000)) + SERVER_TIMEOUT_GRACE_MS
 
+    def announced_timeout(self, unit: str = "ms") -> int | None:
+        """The CAN_DO_TIMEOUT value in the server's unit (``ms`` or ``s``, rounded up), or None.
+
+        The worker's own timer stays the authority; this backstop only has to be no shorter than it,
+        so seconds round up.
+        """
+        ms = self.server_timeout_ms
+        if ms is None or unit == "ms":
+            return ms
+        return -(-ms // 1000)
+
     def retry_delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Pause before local retry number ``retry`` (0-based): half to full of the capped doubling."""
         delay = min(self.backoff_max, self.backoff * 2**retry)
