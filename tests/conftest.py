@@ -1,6 +1,8 @@
 """Shared fixtures. Live-server fixtures come from the ``gearpy.testing`` plugin.
 
 ``pki``: throw-away TLS material made with the ``openssl`` command line (no network, no shell).
+``php`` / ``perl``: the interpreters, with their Gearman libraries checked (skip locally, fail in CI).
+``procs``: background processes (third-party workers) stopped after the test.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gearpy.testing import require_tool
+from gearpy.testing import external_required, require_tool
 
 
 @dataclass
@@ -133,3 +135,47 @@ def tls_server(pki):
     server = ServerProcess(gearpy_server_argv(*tls_server_args(pki))).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def php() -> str:
+    """The php binary, with the gearman extension loaded."""
+    path = require_tool("php")
+    mods = subprocess.run([path, "-m"], capture_output=True, text=True, timeout=30).stdout.split()
+    if "gearman" not in mods:
+        msg = "PHP's gearman extension is not loaded (php -m)"
+        if external_required():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def perl() -> str:
+    """The perl binary, with Gearman::Client and Gearman::Worker installed."""
+    path = require_tool("perl")
+    probe = subprocess.run(
+        [path, "-MGearman::Client", "-MGearman::Worker", "-e", "1"], capture_output=True, timeout=30
+    )
+    if probe.returncode != 0:
+        require_tool("perl-Gearman-Client")  # skips locally, fails in CI: install libgearman-client-perl
+    return path
+
+
+@pytest.fixture
+def procs():
+    """Background processes (workers) that are always stopped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv: list[str], **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kwargs)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=10)

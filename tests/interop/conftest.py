@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 
 import pytest
@@ -80,19 +79,3 @@ def raw():
     for r in opened:
         r.close()
 
-
-@pytest.fixture
-def procs():
-    """Background processes (workers) that are always stopped after the test."""
-    started: list[subprocess.Popen] = []
-
-    def start(argv: list[str]) -> subprocess.Popen:
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=10)

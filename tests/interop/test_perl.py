@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-from gearpy.testing import require_tool
-
 WORKER = r"""
 use strict; use warnings;
 use Gearman::Worker;
@@ -54,11 +52,7 @@ print encode_json(\%out), "\n";
 """
 
 
-def test_perl_client_and_worker(gearman_server):
-    perl = require_tool("perl")
-    probe = subprocess.run([perl, "-MGearman::Client", "-e", "1"], capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        require_tool("perl-Gearman-Client")  # skips locally, fails in CI: install libgearman-client-perl
+def test_perl_client_and_worker(gearman_server, perl):
     port = str(gearman_server.port)
     worker = subprocess.Popen(
         [perl, "-e", WORKER, port, "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from gearpy.protocol import PacketType
-from gearpy.testing import external_required, require_tool
 
 T = PacketType
 
@@ -62,18 +59,6 @@ $out['bg_high'] = $c->doHighBackground('nobody', 'h') != '';
 $out['bg_low'] = $c->doLowBackground('nobody', 'l') != '';
 echo json_encode($out);
 """
-
-
-@pytest.fixture
-def php() -> str:
-    path = require_tool("php")
-    mods = subprocess.run([path, "-m"], capture_output=True, text=True, timeout=30).stdout.split()
-    if "gearman" not in mods:
-        msg = "PHP's gearman extension is not loaded (php -m)"
-        if external_required():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def test_php_client_and_worker(gearman_server, php, procs, raw):
