@@ -78,9 +78,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
     raise AssertionError(f"{what} not reached within {timeout} s")
 
 
-def wait_for_workers(address: str, function: str, count: int = 1, timeout: float = 20.0) -> None:
-    """Wait until the server's ``status`` lists ``count`` workers for ``function``."""
-    admin = gearman.GearmanAdminClient([address])
+def wait_for_workers(host: Any, function: str, count: int = 1, timeout: float = 20.0) -> None:
+    """Wait until the server's ``status`` lists ``count`` workers for ``function`` (``host``: an
+    address or any other host_list entry, e.g. a TLS dict)."""
+    admin = gearman.GearmanAdminClient([host])
     try:
         wait_for(
             lambda: any(s["task"] == function and s["workers"] >= count for s in admin.get_status()),
