@@ -196,3 +196,18 @@ def test_host_list_forms():
         gearman.GearmanClient([42])
     with pytest.raises(gearman.errors.GearmanError):
         gearman.GearmanClient([{"host": "t", "certfile": "/nonexistent/cert.pem"}])
+
+
+def test_guide_snippet_runs(gearpy_server, gearpy_worker, monkeypatch, capsys):
+    """The python-gearman section of docs/guide.md runs as written."""
+    import re
+
+    text = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    section = text[text.index("## Moving a python-gearman program") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "from gearpy.compat import gearman" in block
+    gearpy_worker(str(ROOT / "examples" / "tasks.py"))
+    wait_for_workers(gearpy_server.address, "reverse")
+    monkeypatch.setenv("GEARMAN_SERVER", gearpy_server.address)
+    exec(compile(block, "docs/guide.md:python-gearman", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["COMPLETE b'olleh'"]
