@@ -502,15 +502,21 @@ class LateCounter:
         self.late.append(kind)
 
 
-def test_late_results_are_counted_and_logged_once(caplog):
-    obs = LateCounter()
-    w = World(observer=obs)
+def _grabbed_with_timeout(w, value: bytes):
+    """A client's job grabbed by a worker registered with CAN_DO_TIMEOUT ``value``."""
     c = w.conn()
     h = w.submit(c, b"f")
     wk = w.conn()
-    w.send(wk, T.CAN_DO_TIMEOUT, b"f", b"1000")
+    w.send(wk, T.CAN_DO_TIMEOUT, b"f", value)
     w.grab(wk)
     [timer] = w.sched.active()
+    return c, wk, h, timer
+
+
+def test_late_results_are_counted_and_logged_once(caplog):
+    obs = LateCounter()
+    w = World(observer=obs)
+    c, wk, h, timer = _grabbed_with_timeout(w, b"1000")
     w.sched.fire(timer)
     w.out(c)
     caplog.clear()
@@ -523,13 +529,7 @@ def test_late_results_are_counted_and_logged_once(caplog):
 
 
 def test_can_do_timeout_in_seconds():
-    w = World(can_do_timeout_unit="s")
-    c = w.conn()
-    w.submit(c, b"f")
-    wk = w.conn()
-    w.send(wk, T.CAN_DO_TIMEOUT, b"f", b"3")
-    w.grab(wk)
-    [timer] = w.sched.active()
+    _, _, _, timer = _grabbed_with_timeout(World(can_do_timeout_unit="s"), b"3")
     assert timer.delay == 3.0
     with pytest.raises(ValueError):
         World(can_do_timeout_unit="minutes")
