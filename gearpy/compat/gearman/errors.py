@@ -4,7 +4,7 @@ The names and the hierarchy below :class:`GearmanError` are python-gearman's, so
 gearman.errors.ServerUnavailable`` keeps working; :class:`GearmanError` also derives from
 :class:`gearpy.errors.GearpyError`, and the connection errors from
 :class:`gearpy.errors.GearpyConnectionError`. ``ConnectionError`` shadows the builtin name on
-purpose (python-gearman's spelling); it is still an ``OSError``-free, plain exception.
+purpose (python-gearman's spelling); unlike the builtin it is not an ``OSError``.
 """
 
 from __future__ import annotations
