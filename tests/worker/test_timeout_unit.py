@@ -76,3 +76,30 @@ def test_announced_timeout_rounds_up_to_whole_seconds():
         return payload
 
     assert untimed.announced_timeout("s") is None
+
+
+def test_worker_reads_the_unit_like_the_server(tmp_path):
+    """The shared config file's top-level key (and GEARPY_CAN_DO_TIMEOUT_UNIT) reach both programs."""
+    import os
+    import subprocess
+    import sys
+
+    shared = tmp_path / "gearpy.yaml"
+    shared.write_text("can_do_timeout_unit: s\n")
+    for program in ("gearpy.worker", "gearpy.server"):
+        out = subprocess.run(
+            [sys.executable, "-m", program, "--config", str(shared), "--print-config"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "can_do_timeout_unit: s\n" in out.stdout, (program, out.stderr)
+    bad = subprocess.run(
+        [sys.executable, "-m", "gearpy.worker", "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GEARPY_CAN_DO_TIMEOUT_UNIT": "hours"},
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "gearpy-worker: can_do_timeout_unit: 'hours' is not ms or s"
