@@ -20,7 +20,8 @@ a job a worker failed (gearmand #251) and the client would otherwise see the fir
 **What a timeout cannot interrupt.** The timeout is a ``gevent.Timeout``: it fires only when the task
 yields to the gevent hub (socket I/O, ``time.sleep``, ``job.progress`` ...). CPU-bound code that never
 yields (a tight loop, a long C call such as a big regex or image conversion) runs past its timeout;
-the worker notices only when it returns. The server-side CAN_DO_TIMEOUT is then the backstop, and
+the worker notices only when it returns. The server-side CAN_DO_TIMEOUT (announced in the unit the
+server reads, the worker's ``can_do_timeout_unit``) is then the backstop, and
 CPU-bound tasks should run with ``--processes`` (one process per concurrent job) and
 ``--concurrency 1``, so a runaway job blocks only its own process.
 """
