@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import yaml
 
@@ -154,16 +156,64 @@ def as_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
+#: A URL's scheme and the slashes after it (``mysql://``, or ``mysql:/`` when mistyped).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
+
+
+def _credentials(url: str) -> tuple[str, str, str, str] | None:
+    """(scheme part, user, password, rest) of ``url``, or None when it holds no ``user:password@``.
+
+    Lenient on purpose: it must find the password of malformed URLs too (``mysql:/u:pw@h``,
+    ``u:pw@h``), because those are exactly the ones that end up in error messages. The password
+    runs to the *last* ``@``, so one containing ``@``, ``/`` or ``:`` is hidden whole.
+    """
+    if "@" not in url:
+        return None
+    head, _, rest = url.rpartition("@")
+    m = _SCHEME.match(head)
+    prefix = m.group(0) if m else ""
+    user, colon, password = head[len(prefix) :].partition(":")
+    if not colon:
+        return None
+    return prefix, user, password, rest
+
+
 def redact_url(url: str) -> str:
     """Hide the password of a URL such as ``mysql://user:secret@host/db`` for logs and output."""
-    if "://" not in url or "@" not in url:
+    parts = _credentials(url)
+    if parts is None:
         return url
-    scheme, rest = url.split("://", 1)
-    creds, _, host = rest.rpartition("@")
-    if ":" in creds:
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    prefix, user, _, rest = parts
+    return f"{prefix}{user}:***@{rest}"
+
+
+def scrub(text: str, *urls: str) -> str:
+    """``text`` (an error message, say) with the passwords of ``urls`` replaced by ``***``.
+
+    Each password is hidden as written and URL-decoded, in any letter case (some messages
+    lower-case what they quote).
+    """
+    for url in urls:
+        parts = _credentials(url)
+        if parts is None or not parts[2]:
+            continue
+        for secret in {parts[2], unquote(parts[2])}:
+            text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
+    return text
+
+
+def require_ssl_for_tls_files(ssl: bool, **files: str | None) -> None:
+    """Refuse TLS files given without ``ssl``: that connection would silently be plaintext.
+
+    A client or worker handed a CA file and a certificate means to use TLS; connecting in the clear
+    instead would send its jobs (and trust) unprotected, so it is a :class:`ConfigError`.
+    """
+    given = [name for name, value in files.items() if value]
+    if given and not ssl:
+        raise ConfigError(
+            f"{', '.join(given)} given without ssl: the connection would be plaintext; add --ssl "
+            "(GEARPY_SSL=1, or ssl: true in the config file) or drop them"
+        )
 
 
 def parse_server_address(text: str, default_port: int = 4730) -> tuple[str, int]:

@@ -77,3 +77,22 @@ class ServerError(GearpyError):
         super().__init__(f"{code}: {text}")
         self.code = code
         self.text = text
+
+
+class PacketTooBig(LocalProtocolError, ValueError):
+    """A request or result is larger than our ``max_packet_size``; nothing of it was sent.
+
+    A ValueError too: like any bad argument, it is the caller's to fix (``gearpy-client`` exits 2).
+    """
+
+
+class RefusedByServer(GearpyConnectionError, ServerError):
+    """The server answered ERROR and closed the connection while we were still sending.
+
+    Both a lost connection (what happened to the socket, so failover and cleanup treat it like one)
+    and a :class:`ServerError` (why: ``code`` is e.g. ``ARGUMENT_TOO_LARGE``).
+    """
+
+    def __init__(self, address: str, code: str, text: str) -> None:
+        ServerError.__init__(self, code, text)
+        self.args = (f"{address} refused the request and closed the connection: {code}: {text}",)

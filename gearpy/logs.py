@@ -7,12 +7,15 @@ A log file can be reopened (SIGHUP) after logrotate moved it.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
 import time
 
 from gearpy.errors import ConfigError
+from gearpy.safefiles import open_nofollow
 
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -58,6 +61,17 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _file_handler: logging.FileHandler | None = None
 
 
+class NoFollowFileHandler(logging.FileHandler):
+    """A log file appended to, but never through a symlink (O_NOFOLLOW); created mode 0640.
+
+    A server running as root must not append to whatever file a local user linked the log path to.
+    """
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = open_nofollow(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def configure(level: str = "INFO", fmt: str = "text", log_file: str | None = None) -> None:
     """Configure the root ``gearpy`` logger for a CLI. ``log_file`` None/'stderr' → stderr."""
     global _file_handler
@@ -75,7 +89,7 @@ def configure(level: str = "INFO", fmt: str = "text", log_file: str | None = Non
         handler = logging.NullHandler()
     else:
         try:
-            handler = _file_handler = logging.FileHandler(log_file, encoding="utf-8")
+            handler = _file_handler = NoFollowFileHandler(log_file, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot open log file {log_file}: {exc.strerror or exc}") from exc
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

@@ -13,11 +13,15 @@ import ssl
 from collections.abc import Iterator
 
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError
-from gearpy.protocol import Decoder, Packet, encode_request
+from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ProtocolError, RefusedByServer
+from gearpy.packetlimit import check_packets
+from gearpy.protocol import Decoder, Packet, PacketType, encode_request
 
 DEFAULT_PORT = 4730
 RECV_SIZE = 256 * 1024
+#: Seconds a failed send may spend reading what the server said before it closed (its ERROR is
+#: normally in our receive buffer already; this only bounds a peer that went quiet).
+LAST_WORDS_TIMEOUT = 2.0
 
 
 class Backoff:
@@ -55,6 +59,7 @@ class PacketConnection:
         connect_timeout: float | None = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
         if isinstance(address, str):
             address = parse_server_address(address, DEFAULT_PORT)
@@ -64,6 +69,8 @@ class PacketConnection:
         self.server_hostname = server_hostname or self.host
         self.sock: socket.socket | None = None
         self.decoder = Decoder(allow_admin=False)
+        #: A packet body above this is refused before sending (:mod:`gearpy.packetlimit`); None: no check.
+        self.max_packet_size = max_packet_size
 
     @property
     def name(self) -> str:
@@ -96,14 +103,48 @@ class PacketConnection:
                 pass
 
     def send(self, data: bytes) -> None:
-        """Send already-encoded bytes (several packets may be joined into one send)."""
+        """Send already-encoded bytes (several packets may be joined into one send).
+
+        Raises :class:`~gearpy.errors.PacketTooBig` (nothing sent) for a packet above
+        ``max_packet_size``. When the write fails because the server refused what it was reading
+        and closed (``ERROR ARGUMENT_TOO_LARGE`` for a body above *its* limit), the ERROR it sent
+        first is read and raised as :class:`~gearpy.errors.RefusedByServer`, not as a bare reset.
+        """
         if self.sock is None:
             raise GearpyConnectionError(f"not connected to {self.name}")
+        check_packets(data, self.max_packet_size)
         try:
             self.sock.sendall(data)
         except OSError as exc:
+            error = self._last_error()
             self.close()
+            if error is not None:
+                code, text = (a.decode("utf-8", "replace") for a in error.args)
+                raise RefusedByServer(self.name, code, text) from exc
             raise GearpyConnectionError(f"connection to {self.name} lost: {_reason(exc)}") from exc
+
+    def _last_error(self) -> Packet | None:
+        """After a failed write: the ERROR the server sent before closing, if it is still readable.
+
+        A server that closes with our unread data in its buffer makes the kernel send a reset, which
+        fails our write; what it sent before (its reason) still sits in our receive buffer.
+        """
+        sock = self.sock
+        if sock is None:
+            return None
+        try:
+            sock.settimeout(LAST_WORDS_TIMEOUT)
+            while data := sock.recv(RECV_SIZE):
+                self.decoder.feed(data)
+        except (OSError, ValueError):
+            pass
+        try:
+            for event in self.decoder.events():
+                if isinstance(event, Packet) and event.kind == PacketType.ERROR:
+                    return event
+        except ProtocolError:
+            pass
+        return None
 
     def send_packet(self, kind: int, *args: bytes) -> None:
         self.send(encode_request(kind, *args))

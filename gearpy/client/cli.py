@@ -5,8 +5,8 @@ Exit codes:
 \b
   0  done (the job completed, or the command succeeded)
   1  the job failed, raised an exception, timed out or its outcome is unknown;
-     or the server refused the request (ERROR / ERR)
-  2  usage error (bad option, bad config)
+     or the server refused the request (ERROR / ERR, also when it then closed the connection)
+  2  usage error (bad option, bad config, a payload above max_packet_size)
   3  cannot connect to any server
 
 Errors are one line on stderr (``gearpy-client: cannot connect to 127.0.0.1:4730: Connection
@@ -32,6 +32,8 @@ from gearpy.errors import (
     GearpyConnectionError,
     GearpyError,
     JobError,
+    PacketTooBig,
+    RefusedByServer,
     ServerError,
 )
 
@@ -400,9 +402,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except (ConfigError, ValueError, TypeError) as exc:
+    except (ConfigError, PacketTooBig, ValueError, TypeError) as exc:
         _fail(str(exc))
         code = EXIT_USAGE
+    except RefusedByServer as exc:  # the server said why it closed: a refusal, not a network failure
+        _fail(str(exc))
+        code = EXIT_JOB_FAILED
     except GearpyConnectionError as exc:
         _fail(str(exc))
         code = EXIT_CONNECT

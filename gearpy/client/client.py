@@ -32,6 +32,7 @@ from gearpy.codecs import Codec, get_codec
 from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyError
 from gearpy.keys import apply_key
+from gearpy.packetlimit import check_packets
 from gearpy.protocol import PacketType, encode_request
 from gearpy.transport import client_ssl_context
 
@@ -197,6 +198,7 @@ class Client:
             packet = encode_request(T.SUBMIT_JOB_EPOCH, wire, uniq, str(epoch_of(when)).encode(), data)
         else:
             packet = encode_request(SUBMIT_TYPES[priority, background], wire, uniq, data)
+        check_packets(packet, self.config.max_packet_size)
         return job, packet
 
     def submit(
@@ -233,8 +235,8 @@ class Client:
         built: list[tuple[Job, bytes, list[str]]] = []
         for req in requests:
             spec = dict(defaults)
-            if isinstance(req, Mapping):
-                spec.update(req)
+            if isinstance(req, Mapping):  # a None in a request is "not given": the default stands
+                spec.update({k: v for k, v in req.items() if v is not None})
             else:
                 spec["function"], spec["payload"] = req
             job, packet = self._build(spec.pop("function"), spec.pop("payload", b""), **spec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearpy import config as _config
+from gearpy.packetlimit import DEFAULT_MAX_PACKET_SIZE
 
 #: Where a client looks when nothing says otherwise: gearmand's default port on this host.
 DEFAULT_SERVERS = ("127.0.0.1:4730",)
@@ -46,6 +47,17 @@ class ClientConfig:
     ssl_certificate: str | None = None
     #: The client certificate's private key (PEM).
     ssl_key: str | None = None
+    #: Largest packet body (function + unique + payload) sent: a bigger submit is refused before
+    #: sending. The server's default; raise both together (``GEARPY_MAX_PACKET_SIZE`` sets both).
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+
+    def __post_init__(self) -> None:
+        _config.require_ssl_for_tls_files(
+            self.ssl,
+            ssl_ca_file=self.ssl_ca_file,
+            ssl_certificate=self.ssl_certificate,
+            ssl_key=self.ssl_key,
+        )
 
 
 def load_config(

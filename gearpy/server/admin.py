@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from gearpy.protocol import AdminCommand
+from gearpy.server import refusals
 from gearpy.server.state import HIGH, LOW, NORMAL, Job, gm_hash
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def handle_admin(core: ServerCore, conn: Conn, cmd: AdminCommand) -> None:
     word = tokens[0].lower()
     allowed = getattr(core, "admin_allowed", None)
     if word in MUTATING and allowed is not None and not allowed(conn):
+        refusals.admin_refused(conn.ip, conn.peer_cert_subject, word.decode("ascii", "replace"))
         core._send(conn, b"ERR PERMISSION_DENIED Mutating+admin+commands+are+not+allowed+from+here\r\n")
         return
     handler = _COMMANDS.get(word)

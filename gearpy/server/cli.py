@@ -7,6 +7,7 @@ Every option is also a ``GEARPY_<NAME>`` environment variable and a key of the c
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -199,6 +200,8 @@ def command(
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
+        if cfg.acl_file:
+            _check_acl(cfg)
         if syslog:
             compat.add_syslog()
         from gearpy.server.store import open_store
@@ -213,6 +216,18 @@ def command(
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
 
 
+def _check_acl(cfg: ServerConfig) -> None:
+    """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
+    from gearpy.server.acl import FunctionAcl
+
+    FunctionAcl.load(cfg.acl_file or "")
+    if not cfg.ssl_ca_file:
+        logging.getLogger("gearpy.server").warning(
+            "--acl-file without --ssl-ca-file: no client presents a certificate, so every peer "
+            "gets the ACL's '*' entry (add --ssl with --ssl-ca-file to tell clients apart)"
+        )
+
+
 def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
@@ -223,8 +238,8 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     try:
         from gearpy.server.stores import gearmand_queue_url
     except ImportError:
-        raise ConfigError(f"queue type {queue!r} is not available") from None
-    return gearmand_queue_url(name, opts)
+        raise ConfigError(f"queue type {redact_url(queue)!r} is not available") from None
+    return gearmand_queue_url(queue, opts)
 
 
 def main(argv: list[str] | None = None) -> None:

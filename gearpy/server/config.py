@@ -45,13 +45,15 @@ class ServerConfig:
     keepalive_interval: int = -1
     #: Unanswered probes before the connection is dropped (TCP_KEEPCNT; -1 = system default).
     keepalive_count: int = -1
-    #: Log destination: ``stderr`` (default), ``none`` or a file path (reopened on SIGHUP).
+    #: Log destination: ``stderr`` (default), ``none`` or a file path (reopened on SIGHUP; never
+    #: through a symlink; created mode 0640).
     log_file: str = "stderr"
     #: Log level, gearmand's names accepted (FATAL ... NOTICE, INFO, DEBUG).
     verbose: str = "NOTICE"
     #: Log line format: text or json.
     log_format: str = "text"
-    #: Write the process id here (removed at exit).
+    #: Write the process id here (removed at exit). Created exclusively, never through a symlink;
+    #: a file held by a running server stops the start, a stale one is replaced.
     pid_file: str | None = None
     #: Largest binary packet body accepted, checked before anything is allocated.
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
@@ -65,7 +67,9 @@ class ServerConfig:
     max_connections: int = 20000
     #: listen() backlog.
     backlog: int = 1024
-    #: Table name (SQL stores) or key prefix (Redis) for durable queues.
+    #: Table name (SQL stores) or key prefix (Redis) for durable queues; when set it wins over the
+    #: URL's ``?table=``/``?prefix=``, when unset (or empty) the URL's is used, else ``gearpy_queue``
+    #: (``gearpy:`` for Redis).
     queue_table: str | None = None
     #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in; e.g. 127.0.0.1:9418).
     metrics: str | None = None
@@ -86,7 +90,9 @@ class ServerConfig:
     #: ``cert:SUBJECT`` entries (the client certificate's subject, e.g. ``cert:CN=ops``).
     #: Empty = anyone who can connect (gearmand's behaviour).
     admin_allow: list[str] = field(default_factory=list)
-    #: YAML file of per-function permissions by client-certificate subject (see gearpy.server.acl).
+    #: YAML file of per-function permissions by client-certificate subject (see gearpy.server.acl),
+    #: checked at start. It, not ``admin_allow``, controls the binary protocol; use it with
+    #: ``ssl_ca_file`` (without certificates every peer gets its ``*`` entry).
     acl_file: str | None = None
 
     def __post_init__(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import socket
 import ssl
@@ -29,8 +28,10 @@ from gearpy import __version__
 from gearpy.errors import ConfigError, RemoteProtocolError, StoreError
 from gearpy.logs import NOTICE
 from gearpy.protocol import Decoder, PacketTooLarge, PacketType, encode
+from gearpy.server import certsubject
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, Scheduler, ServerCore
+from gearpy.server.pidfile import remove_pid_file, write_pid_file
 from gearpy.server.state import Conn
 from gearpy.server.store import QueueStore
 
@@ -528,22 +529,8 @@ class _PacketTimeout(Exception):
 
 
 def _subject(cert: dict | None) -> str | None:
-    """A peer certificate's subject as ``CN=x,O=y`` (for admin ACLs and logs)."""
-    if not cert:
-        return None
-    parts = []
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            short = {
-                "commonName": "CN",
-                "organizationName": "O",
-                "organizationalUnitName": "OU",
-                "countryName": "C",
-                "localityName": "L",
-                "stateOrProvinceName": "ST",
-            }.get(key, key)
-            parts.append(f"{short}={value}")
-    return ",".join(parts)
+    """A peer certificate's subject, escaped so that it compares structurally (ACLs, admin-allow, logs)."""
+    return certsubject.of_peercert(cert)
 
 
 def make_server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
@@ -577,7 +564,7 @@ class AdminPolicy:
             if not entry:
                 continue
             if entry.startswith("cert:"):
-                self.subjects.add(entry[5:])
+                self.subjects.add(certsubject.canonical(entry[5:]))
                 continue
             if entry == "loopback":
                 entry = "127.0.0.0/8"
@@ -615,11 +602,6 @@ def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
     gevent.signal_handler(signal.SIGUSR1, server.drain)
     gevent.signal_handler(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-
-
-def write_pid_file(path: str) -> None:
-    with open(path, "w") as f:
-        f.write(f"{os.getpid()}\n")
 
 
 def run(
@@ -661,6 +643,6 @@ def run(
     finally:
         if cfg.pid_file:
             try:
-                os.unlink(cfg.pid_file)
+                remove_pid_file(cfg.pid_file)
             except OSError:
                 pass

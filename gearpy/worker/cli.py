@@ -109,6 +109,9 @@ GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file ke
     type=click.Choice(["ms", "s"]),
     help="Unit the servers read task timeouts in (their --can-do-timeout-unit). [ms]",
 )
+@click.option(
+    "--max-packet-size", type=int, metavar="BYTES", help="Largest result packet body sent. [64 MiB]"
+)
 @click.option("--log-level", help="DEBUG, INFO, NOTICE, WARNING, ERROR. [INFO]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format. [text]")
 @click.option("--print-config", is_flag=True, help="Print the effective configuration and exit.")

@@ -15,6 +15,7 @@ from typing import Any
 
 from gearpy import config as _config
 from gearpy.errors import ConfigError
+from gearpy.packetlimit import DEFAULT_MAX_PACKET_SIZE
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -115,6 +116,9 @@ class WorkerConfig:
     ssl_certificate: str | None = None
     #: The client certificate's private key (PEM).
     ssl_key: str | None = None
+    #: Largest packet body a job may send (WORK_COMPLETE, WORK_DATA, ...): a bigger result fails the
+    #: job (WORK_FAIL, logged) instead of being sent and refused. The server's default.
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -135,6 +139,9 @@ class WorkerConfig:
             raise ConfigError(f"can_do_timeout_unit: {self.can_do_timeout_unit!r} is not ms or s")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: {self.log_format!r} is not text or json")
+        _config.require_ssl_for_tls_files(
+            self.ssl, ssl_ca_file=self.ssl_ca_file, ssl_certificate=self.ssl_certificate, ssl_key=self.ssl_key
+        )
 
 
 def load_config(

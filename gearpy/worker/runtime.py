@@ -36,6 +36,7 @@ Per server, one greenlet (:class:`ServerLink`) speaks the worker protocol::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -50,8 +51,9 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ProtocolError
+from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, PacketTooBig, ProtocolError
 from gearpy.keys import apply_key
+from gearpy.packetlimit import DEFAULT_MAX_PACKET_SIZE
 from gearpy.protocol import Packet, PacketType, encode_request
 from gearpy.transport import Backoff, PacketConnection
 from gearpy.worker.config import (
@@ -150,6 +152,7 @@ class ServerLink:
             conn = PacketConnection(
                 self.address, connect_timeout=CONNECT_TIMEOUT, ssl_context=self.worker.ssl_context
             )
+            conn.max_packet_size = w.max_packet_size
             try:
                 conn.connect()
                 _keepalive(conn.sock)
@@ -260,6 +263,7 @@ class Worker:
         send_exceptions: bool = True,
         ssl_context: Any = None,
         can_do_timeout_unit: str = "ms",
+        max_packet_size: int | None = DEFAULT_MAX_PACKET_SIZE,
     ) -> None:
         self.tasks: dict[bytes, Task] = {apply_key(t.name, key): t for t in tasks}
         if not self.tasks:
@@ -274,6 +278,7 @@ class Worker:
         self.ssl_context = ssl_context
         #: the unit the servers read CAN_DO_TIMEOUT in (their ``can_do_timeout_unit``)
         self.can_do_timeout_unit = can_do_timeout_unit
+        self.max_packet_size = max_packet_size
         #: set by :mod:`gearpy.worker.metrics` when ``--metrics`` is on
         self.metrics: Any = None
         self.slots = gevent.lock.BoundedSemaphore(concurrency)
@@ -306,6 +311,7 @@ class Worker:
             send_exceptions=cfg.send_exceptions,
             ssl_context=ssl_context,
             can_do_timeout_unit=cfg.can_do_timeout_unit,
+            max_packet_size=cfg.max_packet_size,
         )
 
     # -- control --------------------------------------------------------------------------------
@@ -457,6 +463,10 @@ class Worker:
             log.info("job %s (%s) %s", ctx.handle, t.name, outcome.kind)
         except GearpyConnectionError as exc:
             log.warning("result of job %r not delivered (%s); the server requeues the job", handle, exc)
+        except PacketTooBig as exc:  # sending it would only get the job requeued and run again
+            log.error("job %r failed: its result was %s", handle, exc)
+            with contextlib.suppress(GearpyConnectionError):
+                session.send_packet(P.WORK_FAIL, handle)
         finally:
             self.jobs_done += 1
             self.slots.release()

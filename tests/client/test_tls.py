@@ -10,7 +10,7 @@ import pytest
 
 from gearpy.client import Client
 from gearpy.client.config import ClientConfig
-from gearpy.errors import GearpyConnectionError
+from gearpy.errors import ConfigError, GearpyConnectionError
 
 
 def _config(server, ca, cert=None, key=None) -> ClientConfig:
@@ -23,6 +23,7 @@ def _config(server, ca, cert=None, key=None) -> ClientConfig:
     )
 
 
+@pytest.mark.slow
 def test_client_submits_over_tls(tls_server, pki):
     with Client(config=_config(tls_server, pki.ca, pki.client_cert, pki.client_key)) as client:
         handle = client.submit("tls_job", b"payload", background=True).handle
@@ -54,3 +55,26 @@ def test_cli_admin_over_tls_via_environment(tls_server, pki):
     )
     assert out.returncode == 0, out.stderr
     assert "0.1.0" in out.stdout
+
+
+def test_tls_files_without_ssl_are_refused_not_sent_in_plaintext(gearpy_server, pki):
+    """A CA file and certificate but no --ssl once meant a plaintext connection (issue 18)."""
+    env = {
+        **os.environ,
+        "GEARPY_SSL_CA_FILE": str(pki.ca),
+        "GEARPY_SSL_CERTIFICATE": str(pki.client_cert),
+        "GEARPY_SSL_KEY": str(pki.client_key),
+    }
+
+    def ping() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "gearpy.client", "-s", gearpy_server.address, "ping"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+    out = ping()
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "given without ssl" in out.stderr and out.stderr.count("\n") == 1
+    env["GEARPY_SSL"] = "0"  # saying "no TLS" explicitly does not make the files mean plaintext
+    out = ping()
+    assert out.returncode == 2, out.stdout + out.stderr
+    with pytest.raises(ConfigError, match="ssl_certificate, ssl_key given without ssl"):
+        ClientConfig(servers=[gearpy_server.address], ssl_certificate="c.pem", ssl_key="k.pem")

@@ -1,25 +1,18 @@
-"""Puts this directory on ``sys.path`` so the test modules can import ``compat_support``, and gives
-them ``run_thread``."""
+"""``run_thread``: python-gearman clients and workers on plain threads, joined after the test."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-HERE = os.path.dirname(__file__)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from compat_support import Runner  # noqa: E402
+from support.compat import Runner
 
 
 @pytest.fixture
-def run_thread():
-    """``run_thread(fn, *args)`` starts ``fn`` on a thread; unfinished threads fail the test."""
+def run_thread() -> Iterator[Callable[..., Runner]]:
+    """``run_thread(fn, *args)`` starts ``fn`` on a thread; ``.join(timeout)`` returns or raises."""
     started: list[Runner] = []
 
     def start(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Runner:

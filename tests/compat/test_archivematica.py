@@ -18,10 +18,12 @@ import uuid
 from datetime import datetime
 
 import pytest
-from compat_support import JSONDataEncoder, wait_for, wait_for_workers
 
 from gearpy.compat import gearman
 from gearpy.compat.gearman.constants import JOB_COMPLETE, JOB_FAILED, JOB_UNKNOWN
+
+from support.compat import JSONDataEncoder
+from support.waits import wait_for_worker, wait_until
 
 SCRIPTS = [f"script{i}_v0.0" for i in range(12)]
 
@@ -124,7 +126,7 @@ def test_mcpserver_batches_on_mcpclient_workers(gearman_server, run_thread):
     shutdown = threading.Event()
     workers = [MCPGearmanWorker([gearman_server.address], SCRIPTS, shutdown) for _ in range(2)]
     running = [run_thread(w.work, poll_timeout=1.0) for w in workers]
-    wait_for_workers(gearman_server.address, SCRIPTS[-1], count=2)
+    wait_for_worker(gearman_server.address, SCRIPTS[-1], count=2)
 
     admin = gearman.GearmanAdminClient([gearman_server.address])
     listed = {w["client_id"]: w["tasks"] for w in admin.get_workers()}
@@ -180,7 +182,7 @@ def test_mcpserver_batches_on_mcpclient_workers(gearman_server, run_thread):
 def test_mcpclient_worker_stops_after_max_jobs(gearman_server, run_thread):
     worker = MCPGearmanWorker([gearman_server.address], SCRIPTS[:2], max_jobs_to_process=3)
     running = run_thread(worker.work, poll_timeout=5.0)
-    wait_for_workers(gearman_server.address, SCRIPTS[0])
+    wait_for_worker(gearman_server.address, SCRIPTS[0])
     client = MCPGearmanClient([gearman_server.address])
     requests = [submit_batch(client, SCRIPTS[i % 2], [f"a{i}"])[0] for i in range(5)]
     client.wait_until_jobs_accepted(requests)
@@ -263,7 +265,7 @@ def test_dashboard_calls_rpc_server_which_survives_a_server_restart(gearman_serv
     unavailable: list[Exception] = []
     rpc = RPCServer([gearman_server.address], shutdown)
     loop = run_thread(rpc_server_loop, rpc, shutdown, unavailable)
-    wait_for_workers(gearman_server.address, "getUnitStatus")
+    wait_for_worker(gearman_server.address, "getUnitStatus")
 
     data = {"id": "u1", "lang": "en", "user_id": 7}
     assert rpc_sync_call(gearman_server.address, "getUnitStatus", data) == {
@@ -292,7 +294,7 @@ def test_dashboard_calls_rpc_server_which_survives_a_server_restart(gearman_serv
         rpc_sync_call(gearman_server.address, "nobodyServesThis", {"x": 2}, timeout=1.0)
 
     gearman_server.restart()
-    wait_for(lambda: unavailable, 20, "ServerUnavailable in the RPC server loop")
+    wait_until(lambda: unavailable, "ServerUnavailable in the RPC server loop", 20)
     assert rpc_sync_call(
         gearman_server.address, "getUnitStatus", {"id": "u2", "lang": "en", "user_id": 8}
     ) == {"name": "unit-u2", "jobs": [], "user": 8}
@@ -345,7 +347,7 @@ def test_admin_client(gearman_server, run_thread):
     shutdown = threading.Event()
     worker = MCPGearmanWorker([gearman_server.address], SCRIPTS[:3], shutdown)
     running = run_thread(worker.work, poll_timeout=1.0)
-    wait_for_workers(gearman_server.address, SCRIPTS[2])
+    wait_for_worker(gearman_server.address, SCRIPTS[2])
     admin = gearman.GearmanAdminClient([gearman_server.address], poll_timeout=10.0)
     assert 0 <= admin.ping_server() < 10
     assert admin.get_version().startswith("OK ")

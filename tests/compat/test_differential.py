@@ -8,7 +8,8 @@ import importlib
 import threading
 
 import pytest
-from compat_support import wait_for_workers
+
+from support.waits import wait_for_worker
 
 
 def scenario(mod, address: str, tag: str) -> dict:
@@ -48,7 +49,7 @@ def scenario(mod, address: str, tag: str) -> dict:
     worker.register_task(f"{tag}_fail".encode(), fail)
     thread = threading.Thread(target=worker.work, kwargs={"poll_timeout": 0.5}, daemon=True)
     thread.start()
-    wait_for_workers(address, f"{tag}_fail")
+    wait_for_worker(address, f"{tag}_fail")
 
     class Client(mod.GearmanClient):
         data_encoder = Encoder

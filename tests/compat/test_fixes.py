@@ -6,10 +6,11 @@ import socket
 import threading
 
 import pytest
-from compat_support import wait_for_workers
 
 from gearpy.compat import gearman
 from gearpy.testing import ServerProcess, gearpy_server_argv
+
+from support.waits import wait_for_worker
 
 
 class EchoWorker(gearman.GearmanWorker):
@@ -59,7 +60,7 @@ def test_coalesced_requests_all_get_the_result(gearman_server, run_thread):
 def test_undecodable_job_data_goes_to_on_job_exception(gearman_server, run_thread):
     worker = EchoWorker([gearman_server.address], max_jobs=2)
     running = run_thread(worker.work, poll_timeout=1.0)
-    wait_for_workers(gearman_server.address, "echo")
+    wait_for_worker(gearman_server.address, "echo")
     raw = gearman.GearmanClient([gearman_server.address])  # NoopEncoder: sends bytes as they are
     bad = raw.submit_job("echo", b"{not json", poll_timeout=30)
     good = raw.submit_job("echo", b'{"ok": true}', poll_timeout=30)

@@ -15,7 +15,11 @@ import pytest
 
 from gearpy.client import Client
 from gearpy.errors import JobFailed
-from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+from gearpy.testing import ServerProcess, free_port
+
+from support.waits import wait_for_worker
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 PERL_WORKER = r"""
 use strict; use warnings;
@@ -43,33 +47,6 @@ echo "worked 2\n";
 """
 
 
-@pytest.fixture
-def timeout_server():
-    """gearpy-server with --metrics, started with the given CAN_DO_TIMEOUT unit flags."""
-    started: list[ServerProcess] = []
-
-    def start(*args: str) -> tuple[ServerProcess, int]:
-        mport = free_port()
-        server = ServerProcess(gearpy_server_argv("--metrics", f"127.0.0.1:{mport}", *args)).start()
-        started.append(server)
-        return server, mport
-
-    yield start
-    for s in started:
-        s.stop()
-
-
-def _wait_for_function(client: Client, address: str, name: str) -> None:
-    from gearpy.client import Admin
-
-    with Admin(address) as admin:
-        for _ in range(400):
-            if any(s.function == name and s.workers for s in admin.status()):
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"no worker registered {name}")
-
-
 def _late_results(mport: int) -> dict[str, float]:
     body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
     out = {}
@@ -83,7 +60,7 @@ def _late_results(mport: int) -> dict[str, float]:
 def _run_slow_then_quick(server: ServerProcess, mport: int, worker) -> float:
     """Submit ``slow`` (fails at the timeout), wait for the worker's late result, then ``quick``."""
     with Client([server.address]) as client:
-        _wait_for_function(client, server.address, "slow")
+        wait_for_worker(server.address, "slow")
         start = time.monotonic()
         job = client.submit("slow", b"x")
         with pytest.raises(JobFailed):
@@ -104,8 +81,14 @@ def _run_slow_then_quick(server: ServerProcess, mport: int, worker) -> float:
     return elapsed
 
 
-def test_perl_worker_timeout_in_seconds(timeout_server, perl, procs):
-    server, mport = timeout_server("--can-do-timeout-unit", "s")
+def _timeout_server(make_server, *args: str) -> tuple[ServerProcess, int]:
+    """gearpy-server with --metrics (to read gearpy_late_results_dropped_total) and ``args``."""
+    mport = free_port()
+    return make_server("--metrics", f"127.0.0.1:{mport}", *args), mport
+
+
+def test_perl_worker_timeout_in_seconds(make_server, perl, procs):
+    server, mport = _timeout_server(make_server, "--can-do-timeout-unit", "s")
     worker = procs([perl, "-e", PERL_WORKER, str(server.port)])
     elapsed = _run_slow_then_quick(server, mport, worker)
     # register_function(slow => 3): three seconds, not the 1 s floor of "3 ms", not the 8 s sleep.
@@ -113,9 +96,9 @@ def test_perl_worker_timeout_in_seconds(timeout_server, perl, procs):
 
 
 @pytest.mark.parametrize(("unit", "timeout"), [("s", "3"), ("ms", "3000")])
-def test_php_worker_timeout(timeout_server, php, procs, unit, timeout):
+def test_php_worker_timeout(make_server, php, procs, unit, timeout):
     args = ("--can-do-timeout-unit", unit) if unit == "s" else ()
-    server, mport = timeout_server(*args)
+    server, mport = _timeout_server(make_server, *args)
     worker = procs([php, "-r", PHP_WORKER, "--", str(server.port), timeout])
     elapsed = _run_slow_then_quick(server, mport, worker)
     assert 2.5 <= elapsed < 7.0

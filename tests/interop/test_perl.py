@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
+pytestmark = pytest.mark.interop
+
 WORKER = r"""
 use strict; use warnings;
 use Gearman::Worker;

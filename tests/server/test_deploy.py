@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from gearpy.testing import require_tool
+from support.external import require_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
+@pytest.mark.external
 def test_server_unit_passes_systemd_analyze_verify(tmp_path):
     analyze = require_tool("systemd-analyze")
     binary = shutil.which("gearpy-server")
@@ -26,10 +28,7 @@ def test_server_unit_passes_systemd_analyze_verify(tmp_path):
     assert "gearpy-server.service" not in out.stdout + out.stderr, out.stdout + out.stderr
 
 
-def test_environment_file_params_are_accepted_by_the_server():
-    text = (DEPLOY / "gearpy-server.default").read_text()
-    params = next(line for line in text.splitlines() if line.startswith("PARAMS="))
-    args = params.split("=", 1)[1].strip('"').split()
+def _print_config(args: list[str]) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "gearpy.server", *args, "--print-config"],
         capture_output=True,
@@ -37,9 +36,25 @@ def test_environment_file_params_are_accepted_by_the_server():
         timeout=30,
     )
     assert out.returncode == 0, out.stderr
-    cfg = yaml.safe_load(out.stdout)["server"]
-    assert cfg["listen"] == "*"
-    assert cfg["queue"].startswith("sqlite:///")
+    return yaml.safe_load(out.stdout)["server"]
+
+
+def test_environment_file_params_are_accepted_by_the_server():
+    text = (DEPLOY / "gearpy-server.default").read_text()
+    params = [line for line in text.splitlines() if line.lstrip("#").startswith("PARAMS=")]
+    active = [line for line in params if line.startswith("PARAMS=")]
+    assert len(active) == 1 and len(params) == 3  # the default and two commented examples
+    configs = [_print_config(line.lstrip("#").split("=", 1)[1].strip('"').split()) for line in params]
+    for cfg in configs:
+        assert cfg["queue"].startswith("sqlite:///")
+    # Safe by default (issue 18): loopback only, admin commands from local connections only.
+    default = configs[params.index(active[0])]
+    assert default["listen"] == "127.0.0.1"
+    assert default["admin_allow"] == ["loopback"]
+    # The examples that listen everywhere: one with TLS, client certificates and ACLs, one open.
+    tls, open_ = (c for c in configs if c is not default)
+    assert tls["listen"] == "*" and tls["ssl"] and tls["ssl_ca_file"] and tls["acl_file"]
+    assert open_["listen"] == "*" and not open_["ssl"] and not open_["admin_allow"]
 
 
 def test_sample_config_keys_are_all_known(tmp_path):

@@ -14,9 +14,9 @@ import pytest
 
 from gearpy.client import Client
 from gearpy.errors import JobFailed
-from gearpy.testing import ServerProcess, gearpy_server_argv
 from gearpy.worker import task
-from tests.worker.conftest import wait_workers
+
+from support.waits import wait_for_worker
 
 BUSY = r"""
 import time
@@ -40,26 +40,24 @@ def quick(job, payload):
 
 
 @pytest.mark.parametrize("unit", ["ms", "s"])
-def test_backstop_fires_in_both_units(unit, workdir, start_worker, monkeypatch):
+@pytest.mark.slow
+def test_backstop_fires_in_both_units(unit, workdir, start_worker, make_server, monkeypatch):
     (workdir / "wbusy.py").write_text(BUSY)
     # One setting for both programs, as an operator sets it (here: the shared environment).
     monkeypatch.setenv("GEARPY_CAN_DO_TIMEOUT_UNIT", unit)
-    server = ServerProcess(gearpy_server_argv()).start()
-    try:
-        worker = start_worker("-s", server.address, "wbusy", env={"GEARPY_CAN_DO_TIMEOUT_UNIT": unit})
-        wait_workers(server, "busy")
-        with Client([server.address]) as client:
-            start = time.monotonic()
-            with pytest.raises(JobFailed):
-                client.submit("busy", b"").result(60)
-            elapsed = time.monotonic() - start
-            # Backstop: 1 s timeout + 2 s grace = 3 s; the task itself would run 10 s.
-            assert 2.0 <= elapsed < 7.0, (unit, elapsed)
-            # The worker's own late answer is dropped by the server; the worker serves on.
-            assert client.submit("quick", b"").result(60) == b"quick"
-        assert "the job had already timed out" in server.log(), worker.log()
-    finally:
-        server.stop()
+    server = make_server()
+    worker = start_worker("-s", server.address, "wbusy", env={"GEARPY_CAN_DO_TIMEOUT_UNIT": unit})
+    wait_for_worker(server.address, "busy")
+    with Client([server.address]) as client:
+        start = time.monotonic()
+        with pytest.raises(JobFailed):
+            client.submit("busy", b"").result(60)
+        elapsed = time.monotonic() - start
+        # Backstop: 1 s timeout + 2 s grace = 3 s; the task itself would run 10 s.
+        assert 2.0 <= elapsed < 7.0, (unit, elapsed)
+        # The worker's own late answer is dropped by the server; the worker serves on.
+        assert client.submit("quick", b"").result(60) == b"quick"
+    assert "the job had already timed out" in server.log(), worker.log()
 
 
 def test_announced_timeout_rounds_up_to_whole_seconds():

@@ -65,7 +65,7 @@ def _sqlite(url: StoreURL, opts: dict[str, object]) -> Backend:
 
 def _name(url: StoreURL, default_port: int, detail: str) -> str:
     """A log-safe name: scheme, user, host, port, database; never the password."""
-    user = f"{url.user}:***@" if url.password else (f"{url.user}@" if url.user else "")
+    user = f"{url.user or ''}:***@" if url.password else (f"{url.user}@" if url.user else "")
     return f"{url.scheme}://{user}{url.host or '127.0.0.1'}:{url.port or default_port}/{url.path} {detail}"
 
 
@@ -107,8 +107,8 @@ def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
 def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
     from gearpy.server.stores import redis_backend as mod
 
-    # ``table`` is accepted as a synonym: the CLI's ``--queue-table`` names "table or key prefix".
-    prefix = str(opts.get("prefix") or opts.get("table") or mod.DEFAULT_PREFIX)
+    # ``table`` arrives here as ``prefix`` (``OPTION_ALIASES``): ``--queue-table`` names "table or prefix".
+    prefix = str(opts.get("prefix") or mod.DEFAULT_PREFIX)
     try:
         db = int(url.path or 0)
     except ValueError:
@@ -150,7 +150,7 @@ def make_backend(url: str, **options: object) -> tuple[Backend, dict[str, object
         )
     module_name, factory = entry
     module = __import__(f"gearpy.server.stores.{module_name}", fromlist=["EXTRA_OPTIONS"])
-    opts = parse_options(parsed, options, module.EXTRA_OPTIONS)
+    opts = parse_options(parsed, options, module.EXTRA_OPTIONS, getattr(module, "OPTION_ALIASES", {}))
     if opts.get("prefix") and module_name != "redis_backend":
         raise ConfigError(f"'prefix' is for redis queue stores; use 'table' for {parsed.scheme}")
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from gearpy.config import redact_url
 from gearpy.errors import ConfigError
 from gearpy.server.stores.url import check_identifier
 
@@ -120,6 +121,11 @@ def gearmand_queue_url(queue_type: str | None, opts: Mapping[str, Any]) -> str:
         return f"redis://{creds}{host}:{port}/0" + _query(prefix=gearpy_prefix)
     if kind in ("libmemcached", "libtokyocabinet", "libdrizzle"):
         raise ConfigError(f"-q {kind} is not supported by gearpy; use sqlite, mysql, postgres or redis")
+    if any(c in kind for c in ":/@"):  # a mistyped URL (mysql:/u:pw@h): never echo its password
+        raise ConfigError(
+            f"queue {redact_url(str(queue_type))!r} is neither a store URL (scheme://...) nor a gearmand "
+            "queue type (builtin, libsqlite3, mysql, postgres, redis)"
+        )
     raise ConfigError(f"unknown queue type {queue_type!r} (builtin, libsqlite3, mysql, postgres, redis)")
 
 

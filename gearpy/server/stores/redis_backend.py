@@ -36,6 +36,8 @@ log = logging.getLogger("gearpy.server.stores")
 DEFAULT_PREFIX = "gearpy:"
 DEFAULT_PORT = 6379
 EXTRA_OPTIONS: dict[str, type] = {"require_aof": bool}
+#: ``table`` means the key prefix here, so one ``--queue-table`` flag serves every store.
+OPTION_ALIASES: dict[str, str] = {"table": "prefix"}
 #: Jobs fetched per pipeline round trip during replay.
 LOAD_CHUNK = 1000
 

@@ -11,16 +11,22 @@ Settings and why:
 * One connection, used by one threadpool thread at a time (``check_same_thread=False``): SQLite
   wants one writer, and the stdlib driver releases the GIL during the fsync, so the event loop
   keeps running.
-* The parent directory is created if missing (``/var/lib/gearpy`` on a fresh machine).
+* The parent directory is created if missing (``/var/lib/gearpy`` on a fresh machine, mode 0750),
+  and the database file mode 0600 (its ``-wal``/``-shm`` files inherit that): job payloads are
+  not for every local user. An existing database readable by others is logged as a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from typing import Any
 
+from gearpy.safefiles import private_file, readable_by_others
 from gearpy.server.stores.sql import SqlBackend
+
+log = logging.getLogger("gearpy.server.stores")
 
 DEFAULT_TABLE = "gearpy_queue"
 DEFAULT_BUSY_TIMEOUT = 5.0
@@ -58,7 +64,13 @@ class SqliteBackend(SqlBackend):
 
     def connect(self) -> None:
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(parent, mode=0o750, exist_ok=True)
+        # Created 0600, so job payloads are the server's user's alone: SQLite gives the -wal and
+        # -shm files it makes next to it the database file's mode.
+        if not private_file(self.path) and readable_by_others(self.path):
+            log.warning(
+                "queue database %s can be read by other users (job payloads!): chmod 600 it", self.path
+            )
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gearpy.config import redact_url
+from gearpy.config import redact_url, scrub
 from gearpy.errors import GearpyError
 from gearpy.server.store import StoredJob
 from gearpy.server.stores import make_backend
@@ -120,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         count = take_over(args.from_gearmand, args.to, keep=args.keep, dry_run=args.dry_run)
     except (GearpyError, Exception) as exc:
-        print(f"takeover failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        # Driver errors are printed as they are, so scrub any password a driver may have echoed.
+        message = scrub(" ".join(str(exc).split()), args.from_gearmand, args.to)
+        print(f"takeover failed: {message}", file=sys.stderr)
         return 1
     verb = "found" if args.dry_run else "moved"
     print(f"{verb} {count} jobs from {redact_url(args.from_gearmand)} to {redact_url(args.to)}")

@@ -76,7 +76,10 @@ def parse_url(url: str) -> StoreURL:
         if not path:
             raise ConfigError("sqlite queue URL needs a file path, e.g. sqlite:///var/lib/gearpy/queue.db")
         return StoreURL(scheme, None, None, None, None, path, dict(parse_qsl(query)), url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unbalanced [ or ]
+        raise ConfigError(f"queue store URL {redact_url(url)!r} is malformed: {exc}") from None
     try:
         port = parts.port
     except ValueError:
@@ -120,22 +123,28 @@ def _coerce(key: str, kind: type, value: object) -> object:
 
 
 def parse_options(
-    url: StoreURL, kwargs: Mapping[str, object], extra: Mapping[str, type] = {}
+    url: StoreURL,
+    kwargs: Mapping[str, object],
+    extra: Mapping[str, type] = {},
+    aliases: Mapping[str, str] = {},
 ) -> dict[str, object]:
     """Merge URL query parameters with keyword options (keywords win) and check every one.
 
     ``kwargs`` may hold an ``options`` mapping too (what a YAML config naturally produces); its
-    entries rank between the URL and the other keywords. Unknown names are a :class:`ConfigError`
-    so that a typo (``?tabel=``) never silently falls back to a default table.
+    entries rank between the URL and the other keywords. A keyword or entry whose value is None
+    (or empty) was *not given* (an unset ``--queue-table`` arrives as ``table=None``) and never hides what a
+    lower layer set. ``aliases`` maps a synonym to the option it stands for (Redis reads ``table``
+    as ``prefix``), resolved within each layer so that precedence between layers still holds.
+    Unknown names are a :class:`ConfigError` so that a typo (``?tabel=``) never silently falls back
+    to a default table.
     """
     known = {**COMMON_OPTIONS, **extra}
-    merged: dict[str, object] = dict(url.params)
     nested = kwargs.get("options")
-    if nested is not None:
-        if not isinstance(nested, Mapping):
-            raise ConfigError("queue store 'options' must be a mapping")
-        merged.update(nested)
-    merged.update({k: v for k, v in kwargs.items() if k != "options"})
+    if nested is not None and not isinstance(nested, Mapping):
+        raise ConfigError("queue store 'options' must be a mapping")
+    merged: dict[str, object] = {}
+    for layer in (url.params, nested or {}, {k: v for k, v in kwargs.items() if k != "options"}):
+        merged.update(_given(layer, aliases))
     out: dict[str, object] = {}
     for key, value in merged.items():
         if key not in known:
@@ -143,4 +152,21 @@ def parse_options(
                 f"unknown option {key!r} for queue store {url.scheme!r} (known: {', '.join(sorted(known))})"
             )
         out[key] = _coerce(key, known[key], value)
+    return out
+
+
+def _given(layer: Mapping[str, object], aliases: Mapping[str, str]) -> dict[str, object]:
+    """The options one layer actually sets: unset ones dropped, synonyms renamed.
+
+    None and the empty string both mean "not set": ``GEARPY_QUEUE_TABLE=`` in an environment file
+    must not replace the URL's table with the default one (no option has a meaningful empty value).
+    """
+    out: dict[str, object] = {}
+    for key, value in layer.items():
+        if value is None or value == "":
+            continue
+        name = aliases.get(key, key)
+        if name in out:
+            raise ConfigError(f"queue store options {key!r} and {name!r} name the same setting; give one")
+        out[name] = value
     return out

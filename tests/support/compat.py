@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -66,27 +65,3 @@ class Runner:
         if self.error is not None:
             raise self.error
         return self.result
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
-
-
-def wait_for_workers(host: Any, function: str, count: int = 1, timeout: float = 20.0) -> None:
-    """Wait until the server's ``status`` lists ``count`` workers for ``function`` (``host``: an
-    address or any other host_list entry, e.g. a TLS dict)."""
-    admin = gearman.GearmanAdminClient([host])
-    try:
-        wait_for(
-            lambda: any(s["task"] == function and s["workers"] >= count for s in admin.get_status()),
-            timeout,
-            f"{count} worker(s) for {function}",
-        )
-    finally:
-        admin.shutdown()
