@@ -25,6 +25,8 @@ from gearpy.compat.gearman.constants import JOB_COMPLETE, JOB_FAILED, JOB_UNKNOW
 from support.compat import JSONDataEncoder
 from support.waits import wait_for_worker, wait_until
 
+pytestmark = pytest.mark.slow  # threads, restarts and deadlines: seconds each
+
 SCRIPTS = [f"script{i}_v0.0" for i in range(12)]
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from support.waits import wait_for_worker
 
+pytestmark = [pytest.mark.interop, pytest.mark.slow]  # the real python-gearman
+
 
 def scenario(mod, address: str, tag: str) -> dict:
     """An Archivematica-shaped session written against module ``mod`` (``gearman`` or the compat)."""

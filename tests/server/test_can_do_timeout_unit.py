@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # several interpreter start-ups
+
 
 def _print_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run(
         [sys.executable, "-m", "gearpy.server", "--print-config", *args],
         capture_output=True,

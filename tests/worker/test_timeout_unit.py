@@ -76,6 +76,7 @@ def test_announced_timeout_rounds_up_to_whole_seconds():
     assert untimed.announced_timeout("s") is None
 
 
+@pytest.mark.slow
 def test_worker_reads_the_unit_like_the_server(tmp_path):
     """The shared config file's top-level key (and GEARPY_CAN_DO_TIMEOUT_UNIT) reach both programs."""
     import os
