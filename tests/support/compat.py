@@ -22,7 +22,7 @@ class ArchivematicaJSONEncoder(json.JSONEncoder):
         return super().default(obj)
 
 
-def _hook(d: dict) -> Any:
+def _hook(d: dict[str, Any]) -> Any:
     if d.get("__type__") == "datetime":
         return datetime.fromisoformat(d["iso"])
     if d.get("__type__") == "UUID":
@@ -34,13 +34,13 @@ class JSONDataEncoder(gearman.DataEncoder):
     """Archivematica's encoder, as written there: ``encode`` returns a str (json.dumps)."""
 
     @classmethod
-    def encode(cls, encodable_object):
+    def encode(cls, encodable_object: Any) -> str:
         if isinstance(encodable_object, bytes):
             encodable_object = encodable_object.decode("utf-8")
         return json.dumps(encodable_object, cls=ArchivematicaJSONEncoder, separators=(",", ":"))
 
     @classmethod
-    def decode(cls, decodable_string):
+    def decode(cls, decodable_string: bytes) -> Any:
         return json.loads(decodable_string, object_hook=_hook)
 
 
@@ -53,7 +53,7 @@ class Runner:
         self.thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True)
         self.thread.start()
 
-    def _run(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             self.result = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported by join()
