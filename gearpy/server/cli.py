@@ -87,9 +87,14 @@ def _gearmand_queue_options(f):
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")
-@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds.")
-@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds.")
-@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes.")
+@click.option(
+    "--keepalive-idle",
+    default=None,
+    type=int,
+    help="TCP_KEEPIDLE seconds; a silent peer is dropped after idle + interval x count. [60]",
+)
+@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds. [10]")
+@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes. [6]")
 @click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'. [stderr]")
 @click.option("--verbose", default=None, help="Log level (gearmand names work). [NOTICE]")
 @click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
@@ -104,6 +109,12 @@ def _gearmand_queue_options(f):
     default=None,
     type=int,
     help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
+)
+@click.option(
+    "--max-pending-commits",
+    default=None,
+    type=int,
+    help="Background submits per connection waiting for the store before reading pauses. [1024]",
 )
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(

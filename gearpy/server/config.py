@@ -40,11 +40,17 @@ class ServerConfig:
     #: Accepted for gearmand compatibility: SO_KEEPALIVE is always on for connections.
     keepalive: bool = False
     #: Seconds idle before the kernel's first keepalive probe (TCP_KEEPIDLE; -1 = system default).
-    keepalive_idle: int = -1
+    #: A peer gone without a FIN or RST (host crash, partition) is dropped, and the jobs its worker
+    #: ran are requeued, idle + interval x count seconds after it fell silent (120 s by default);
+    #: unacknowledged output is given up after as long (TCP_USER_TIMEOUT).
+    keepalive_idle: int = 60
     #: Seconds between keepalive probes (TCP_KEEPINTVL; -1 = system default).
-    keepalive_interval: int = -1
+    keepalive_interval: int = 10
     #: Unanswered probes before the connection is dropped (TCP_KEEPCNT; -1 = system default).
-    keepalive_count: int = -1
+    keepalive_count: int = 6
+    #: Background submits one connection may have waiting for the durable store before the server
+    #: stops reading from it (back-pressure while the store is slow; memory stays bounded).
+    max_pending_commits: int = 1024
     #: Log destination: ``stderr`` (default), ``none`` or a file path (reopened on SIGHUP; never
     #: through a symlink; created mode 0640).
     log_file: str = "stderr"

@@ -73,7 +73,7 @@ class GeventScheduler(Scheduler):
 class _Link:
     """I/O side of one connection: the socket, its reader greenlet, a pending partial write."""
 
-    __slots__ = ("sock", "conn", "reader", "writer", "backlog", "closed")
+    __slots__ = ("sock", "conn", "reader", "writer", "backlog", "closed", "resume")
 
     def __init__(self, sock: socket.socket, conn: Conn) -> None:
         self.sock = sock
@@ -82,6 +82,8 @@ class _Link:
         self.writer: gevent.Greenlet | None = None
         self.backlog = b""
         self.closed = False
+        #: set while the reader waits for the store to answer some of this connection's submits
+        self.resume: Event | None = None
 
 
 class GearServer:
@@ -281,6 +283,7 @@ class GearServer:
                 ("TCP_KEEPIDLE", cfg.keepalive_idle),
                 ("TCP_KEEPINTVL", cfg.keepalive_interval),
                 ("TCP_KEEPCNT", cfg.keepalive_count),
+                ("TCP_USER_TIMEOUT", _user_timeout_ms(cfg)),
             ):
                 if value > 0 and hasattr(socket, opt):
                     sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
@@ -385,6 +388,9 @@ class GearServer:
                         reason = "closed by server"
                     break
                 reads += 1
+                if conn.pending > self.cfg.max_pending_commits:
+                    self._await_commits(link)
+                    continue
                 if conn.out_bytes > FLUSH_NOW_BYTES or not reads % YIELD_EVERY_READS:
                     # A peer that floods us keeps this loop busy: send (and enforce the output
                     # cap) now, and let other connections run now and then.
@@ -402,6 +408,21 @@ class GearServer:
             readable.close()
             log.info("connection %d from %s:%s %s", conn.id, ip, port, reason)
             self._close_link(link, from_reader=True)
+
+    def _await_commits(self, link: _Link) -> None:
+        """Stop reading from a peer until the store answered half of its waiting submits.
+
+        Its further requests stay in the socket buffers, and TCP slows the peer down: a slow store
+        costs a pipelining client latency, not the server memory.
+        """
+        self.flush()
+        link.resume = Event()
+        try:
+            while link.conn.pending > self.cfg.max_pending_commits // 2 and not link.closed:
+                link.resume.wait()
+                link.resume.clear()
+        finally:
+            link.resume = None
 
     def _handshake(self, sock: socket.socket, addr: Any) -> ssl.SSLSocket | None:
         """TLS handshake without blocking the loop, bounded by ``handshake_timeout``."""
@@ -464,6 +485,8 @@ class GearServer:
             link = self.links.get(conn.id)
             if link is None or link.closed:
                 continue
+            if link.resume is not None:
+                link.resume.set()  # the reader re-checks once this output is taken
             if link.writer is not None:
                 # The writer greenlet picks the new output up, unless the peer stopped reading.
                 if conn.out_bytes + len(link.backlog) > self.cfg.max_output_buffer:
@@ -501,6 +524,8 @@ class GearServer:
                 data = link.backlog
                 if not data:
                     data = conn.take_output()
+                    if link.resume is not None:
+                        link.resume.set()
                     if not data:
                         break
                 try:
@@ -522,6 +547,14 @@ class GearServer:
         link.writer = None
         if conn.closing:
             self._close_link(link)
+
+
+def _user_timeout_ms(cfg: ServerConfig) -> int:
+    """TCP_USER_TIMEOUT matching the keepalive budget, so unacknowledged output is given up as soon
+    as an idle silent peer would be (keepalive alone never fires while data is in flight)."""
+    if min(cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count) <= 0:
+        return 0
+    return (cfg.keepalive_idle + cfg.keepalive_interval * cfg.keepalive_count) * 1000
 
 
 class _PacketTimeout(Exception):

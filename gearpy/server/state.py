@@ -193,6 +193,7 @@ class Conn:
         "out",
         "out_bytes",
         "has_pending",
+        "pending",
         "closing",
         "wake",
         "is_worker",
@@ -220,6 +221,9 @@ class Conn:
         self.out: list[bytes | Pending] = []
         self.out_bytes = 0
         self.has_pending = False
+        #: reply slots not sent yet (submits waiting for their durable commit); the I/O layer stops
+        #: reading from a connection with too many, which is the back-pressure of a slow store
+        self.pending = 0
         #: set by the core when the connection must be closed once its output is flushed
         self.closing = False
         #: called (by the core) when output is ready; the I/O layer installs it
@@ -242,6 +246,7 @@ class Conn:
         slot = Pending()
         self.out.append(slot)
         self.has_pending = True
+        self.pending += 1
         return slot
 
     def take_output(self) -> bytes:
@@ -262,6 +267,7 @@ class Conn:
                 if item.data is None:
                     break
                 ready.append(item.data)
+                self.pending -= 1
             else:
                 ready.append(item)
         else:
