@@ -73,7 +73,8 @@ class MsgpackCodec:
     name = "msgpack"
 
     def encode(self, obj: Any) -> bytes:
-        return _msgpack.packb(obj, use_bin_type=True)
+        data: bytes = _msgpack.packb(obj, use_bin_type=True)
+        return data
 
     def decode(self, data: bytes) -> Any:
         if not data:

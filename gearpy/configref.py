@@ -10,24 +10,22 @@ drift: a test regenerates it and compares with the committed file.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import re
 import typing
 from typing import Any
 
-#: (YAML section, dataclass) of each program, in the order the reference lists them.
-PROGRAMS = [
-    ("server", "gearpy.server.config:ServerConfig", "gearpy-server"),
-    ("worker", "gearpy.worker.config:WorkerConfig", "gearpy-worker"),
-    ("client", "gearpy.client.config:ClientConfig", "gearpy-client and gearpy.client"),
+from gearpy.client.config import ClientConfig
+from gearpy.server.config import ServerConfig
+from gearpy.worker.config import WorkerConfig
+
+#: (YAML section, dataclass, program) of each program, in the order the reference lists them.
+PROGRAMS: list[tuple[str, type, str]] = [
+    ("server", ServerConfig, "gearpy-server"),
+    ("worker", WorkerConfig, "gearpy-worker"),
+    ("client", ClientConfig, "gearpy-client and gearpy.client"),
 ]
 SHARED = {"servers", "workers_key", "can_do_timeout_unit"}
-
-
-def _load(path: str) -> type:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -52,11 +50,11 @@ def _type_name(tp: Any) -> str:
     return str(text).replace("typing.", "").replace(" | ", " or ")
 
 
-def _default(f: dataclasses.Field) -> Any:
+def _default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return None
 
 
@@ -85,8 +83,7 @@ def render() -> str:
         "are comma-separated in the environment (`GEARPY_SERVERS=a:4730,b:4730`).",
         "",
     ]
-    for section, path, program in PROGRAMS:
-        cls = _load(path)
+    for section, cls, program in PROGRAMS:
         docs = field_docs(cls)
         hints = typing.get_type_hints(cls)
         out += [f"## `{section}:` — {program}", "", "| key | environment | type | default | meaning |",

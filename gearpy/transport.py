@@ -13,7 +13,13 @@ import ssl
 from collections.abc import Iterator
 
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ProtocolError, RefusedByServer
+from gearpy.errors import (
+    ConfigError,
+    GearpyConnectionError,
+    GearpyTimeoutError,
+    ProtocolError,
+    RefusedByServer,
+)
 from gearpy.packetlimit import check_packets
 from gearpy.protocol import Decoder, Packet, PacketType, encode_request
 
@@ -223,8 +229,6 @@ def client_ssl_context(
     presented to servers that require client certificates. ``verify=False`` is for tests and
     migrations only (gearmand's own clients verify nothing).
     """
-    from gearpy.errors import ConfigError
-
     ctx = ssl.create_default_context(cafile=ca_file) if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:

@@ -177,7 +177,7 @@ def _drain(addr, function: bytes, workers: int) -> Counter:
 
 
 def _rows_left(url: str) -> int:
-    from gearpy.server.store import open_store
+    from gearpy.server.stores import open_store
 
     store = open_store(url)
     store.open()

@@ -16,6 +16,8 @@ from gearpy.protocol.codec import (
     encode,
     encode_packet,
     encode_request,
+    encode_unchecked,
+    encode_unchecked_one,
     split_admin_line,
     split_body,
 )
@@ -52,6 +54,8 @@ __all__ = [
     "encode",
     "encode_packet",
     "encode_request",
+    "encode_unchecked",
+    "encode_unchecked_one",
     "split_admin_line",
     "split_body",
 ]

@@ -103,6 +103,23 @@ def encode(kind: int, *args: bytes, request: bool = False) -> bytes:
     return _pack_header(REQ if request else RES, kind, len(body)) + body
 
 
+def encode_unchecked(kind: int, *fields: bytes) -> bytes:
+    """Encode a response whose fields are known to be well formed: the server's hot path.
+
+    Every field but the last is NUL-terminated by the join. Callers pass only values that came
+    out of the decoder or the server (handles, names, uniques, payloads), which hold no NUL where
+    one would break the framing and have the layout's field count, so :func:`encode`'s checks
+    are skipped (h11 keeps the same kind of unchecked path inside its protocol package).
+    """
+    body = b"\x00".join(fields)
+    return _pack_header(RES, kind, len(body)) + body
+
+
+def encode_unchecked_one(kind: int, field: bytes) -> bytes:
+    """:func:`encode_unchecked` for a one-field response (JOB_CREATED): no tuple, no join."""
+    return _pack_header(RES, kind, len(field)) + field
+
+
 def encode_packet(packet: Packet) -> bytes:
     """Encode a :class:`Packet` (the inverse of decoding)."""
     return encode(packet.kind, *packet.args, request=packet.request)

@@ -1,4 +1,6 @@
-"""Per-function access control keyed on the client certificate's subject (opt-in, with TLS).
+"""Who may do what: per-function ACLs by certificate subject, and who may run mutating admin commands.
+
+**Function ACL** (opt-in, with TLS).
 
 Modelled on OpenStack gear's ACL, but patterns match *whole* function names (``re.fullmatch``),
 so ``resize`` does not also grant ``resize_all``. The file (``--acl-file``) maps a certificate
@@ -18,10 +20,14 @@ The file's shape is checked at start: anything YAML could read in two ways (an e
 ``register:``, which would otherwise become the pattern "None"; a number; a nested list) is a
 :class:`ConfigError` naming the entry, never a silent grant. Refusals are logged, rate-limited
 (:mod:`gearpy.server.refusals`).
+
+**Admin policy** (``admin_allow``): addresses, networks, ``loopback`` and ``cert:SUBJECT`` entries
+that may run ``cancel``, ``create``, ``drop`` and ``maxqueue``; everyone may read.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -30,6 +36,9 @@ import yaml
 from gearpy.errors import ConfigError
 from gearpy.server import certsubject
 from gearpy.server.refusals import acl_refused
+from gearpy.server.state import Conn
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ACTIONS = ("register", "invoke")
 EVERYONE = "*"
@@ -102,3 +111,38 @@ class FunctionAcl:
             return True
         acl_refused(subject, action, function)
         return False
+
+
+class AdminPolicy:
+    """Who may run mutating admin commands: addresses, networks and certificate subjects."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self.networks: list[Network] = []
+        self.subjects: set[str] = set()
+        for entry in entries:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry.startswith("cert:"):
+                self.subjects.add(certsubject.canonical(entry[5:]))
+                continue
+            if entry == "loopback":
+                entry = "127.0.0.0/8"
+                self.networks.append(ipaddress.ip_network("::1/128"))
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"admin_allow: not an address, network or cert:SUBJECT: {entry!r}"
+                ) from None
+
+    def __call__(self, conn: Conn) -> bool:
+        if conn.peer_cert_subject is not None and conn.peer_cert_subject in self.subjects:
+            return True
+        try:
+            ip = ipaddress.ip_address(conn.ip)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks if net.version == ip.version)

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+import yaml
 
-from gearpy import __version__
+from gearpy import __version__, logs
 from gearpy.config import as_dict, load, redact_url
 from gearpy.errors import ConfigError, StoreError
+from gearpy.server import gearmand_compat as compat
+from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
+from gearpy.server.gearmand_compat import expand_config_file
+from gearpy.server.process import run
+from gearpy.server.stores import gearmand_queue_url, open_store
 
 #: gearmand's queue-module options, accepted so an operator can swap binaries.
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 GEARMAND_QUEUE_OPTIONS = [
     "libsqlite3-db",
     "libsqlite3-table",
@@ -37,7 +46,7 @@ GEARMAND_QUEUE_OPTIONS = [
 ]
 
 
-def _gearmand_queue_options(f):
+def _gearmand_queue_options(f: _F) -> _F:
     for name in reversed(GEARMAND_QUEUE_OPTIONS):
         f = click.option(f"--{name}", default=None, help=f"gearmand compatibility ({name}).")(f)
     return f
@@ -100,7 +109,18 @@ def _gearmand_queue_options(f):
 @click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
-@click.option("--max-connections", default=None, type=int, help="Most connections at once.")
+@click.option(
+    "--max-connections",
+    default=None,
+    type=int,
+    help="Most connections at once, TLS handshakes included (+1 kept for a loopback admin). [20000]",
+)
+@click.option(
+    "--idle-timeout",
+    default=None,
+    type=float,
+    help="Close a connection silent this long that is neither worker nor waiting client; 0 = never. [0]",
+)
 @click.option(
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
@@ -108,7 +128,26 @@ def _gearmand_queue_options(f):
     "--max-queued-bytes",
     default=None,
     type=int,
-    help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
+    help="Bytes all queued jobs may hold (payload, unique, name and ~320 per job); beyond it "
+    "submits get QUEUE_ERROR. [1 GiB]",
+)
+@click.option(
+    "--max-jobs-per-connection",
+    default=None,
+    type=int,
+    help="Unfinished jobs one connection may have created; beyond it QUEUE_ERROR; 0 = no limit. [0]",
+)
+@click.option(
+    "--max-function-name",
+    default=None,
+    type=int,
+    help="Longest function name in bytes; longer ones get ARGUMENT_TOO_LARGE. [512]",
+)
+@click.option(
+    "--max-idle-functions",
+    default=None,
+    type=int,
+    help="Functions without worker or job kept for 'status'; the longest unused beyond go. [1000]",
 )
 @click.option(
     "--max-pending-commits",
@@ -122,6 +161,18 @@ def _gearmand_queue_options(f):
     default=None,
     metavar="HOST:PORT",
     help="Serve Prometheus /metrics and /healthz here (opt-in), e.g. 127.0.0.1:9418.",
+)
+@click.option(
+    "--metrics-max-connections", default=None, type=int, help="Metrics requests served at once. [16]"
+)
+@click.option(
+    "--metrics-timeout", default=None, type=float, help="Seconds for one metrics request. [10]"
+)
+@click.option(
+    "--metrics-max-functions",
+    default=None,
+    type=int,
+    help="Functions with their own /metrics series; the rest are summed as '__other__'. [500]",
 )
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
 @click.option("--ssl-certificate", default=None, help="Server certificate (PEM).")
@@ -194,20 +245,14 @@ def command(
         if protocol:
             raise ConfigError(f"--protocol {protocol}: gearmand's HTTP protocol plugin is not supported")
         cfg = load(ServerConfig, "server", config_file=config_file, flags=flags)
-        from gearpy import logs
-
         logs.parse_level(cfg.verbose)
         queue_url = _queue_url(cfg.queue, {k.replace("-", "_"): v for k, v in queue_opts.items() if v})
         cfg.queue = queue_url
         if print_config:
-            import yaml
-
             shown = as_dict(cfg)
             shown["queue"] = redact_url(shown["queue"])
             click.echo(yaml.safe_dump({"server": shown}, sort_keys=False), nl=False)
             return
-        from gearpy.server import gearmand_compat as compat
-
         if file_descriptors:
             compat.set_file_descriptors(file_descriptors)
         logs.configure(cfg.verbose, cfg.log_format, cfg.log_file)
@@ -215,13 +260,9 @@ def command(
             _check_acl(cfg)
         if syslog:
             compat.add_syslog()
-        from gearpy.server.store import open_store
-
         store = open_store(cfg.queue, table=cfg.queue_table)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
-    from gearpy.server.io import run
-
     ready = compat.daemonize() if daemon else None
     after_bind = (lambda: compat.drop_privileges(user)) if user else None
     sys.exit(run(cfg, store, logs.reopen, ready=ready, after_bind=after_bind))
@@ -229,8 +270,6 @@ def command(
 
 def _check_acl(cfg: ServerConfig) -> None:
     """Read the ACL file now, so a bad one is a configuration error (exit 2) found before binding."""
-    from gearpy.server.acl import FunctionAcl
-
     FunctionAcl.load(cfg.acl_file or "")
     if not cfg.ssl_ca_file:
         logging.getLogger("gearpy.server").warning(
@@ -243,19 +282,11 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
-    name = queue.lower()
-    if name in ("builtin", "memory", ""):
-        return "memory://"
-    try:
-        from gearpy.server.stores import gearmand_queue_url
-    except ImportError:
-        raise ConfigError(f"queue type {redact_url(queue)!r} is not available") from None
+    # Not lower-cased here: an unknown type is echoed redacted, and a URL-like typo may hold a password.
     return gearmand_queue_url(queue, opts)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from gearpy.server.gearmand_compat import expand_config_file
-
     try:
         args = expand_config_file(sys.argv[1:] if argv is None else argv)
         command.main(args=args, prog_name="gearpy-server", standalone_mode=False)

@@ -67,10 +67,25 @@ class ServerConfig:
     max_admin_line: int = DEFAULT_MAX_ADMIN_LINE
     #: Unsent output allowed per connection before it is disconnected (a peer that stops reading).
     max_output_buffer: int = 64 * 1024 * 1024
-    #: Payload bytes all jobs in memory may hold; new jobs beyond it get ERROR QUEUE_ERROR.
+    #: Bytes all jobs in memory may hold, each counted with its record, unique and function name
+    #: (about 320 bytes beyond its payload, 300 more with a unique); new jobs beyond it get
+    #: ERROR QUEUE_ERROR.
     max_queued_bytes: int = 1024 * 1024 * 1024
-    #: Most connections held at once; further ones are closed at accept.
+    #: Unfinished jobs one connection may have created; further submits from it get
+    #: ERROR QUEUE_ERROR. 0 = no limit (gearmand has none).
+    max_jobs_per_connection: int = 0
+    #: Longest function name (bytes) a CAN_DO or submit may introduce; longer ones get
+    #: ERROR ARGUMENT_TOO_LARGE. Names with control bytes are always refused (INVALID_FUNCTION_NAME).
+    max_function_name: int = 512
+    #: Functions with no worker, job or maxqueue kept for ``status``; beyond this many the longest
+    #: unused are forgotten (gearmand keeps every name forever).
+    max_idle_functions: int = 1000
+    #: Most connections held at once, TLS handshakes included; further ones are closed at accept
+    #: (one more is kept for a loopback admin command, e.g. ``gearadmin --status``).
     max_connections: int = 20000
+    #: Seconds a connection may stay silent while it is neither a registered worker nor waiting
+    #: for a job; it is then closed. 0 = never (gearmand's behaviour).
+    idle_timeout: float = 0.0
     #: listen() backlog.
     backlog: int = 1024
     #: Table name (SQL stores) or key prefix (Redis) for durable queues; when set it wins over the
@@ -79,6 +94,13 @@ class ServerConfig:
     queue_table: str | None = None
     #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in; e.g. 127.0.0.1:9418).
     metrics: str | None = None
+    #: Metrics requests served at once; further connections wait in the listen backlog.
+    metrics_max_connections: int = 16
+    #: Seconds a metrics connection may take for its whole request and response.
+    metrics_timeout: float = 10.0
+    #: Functions given their own ``/metrics`` series (those with the most jobs, then workers); the
+    #: rest are summed under the function label ``__other__``, so a scrape stays small.
+    metrics_max_functions: int = 500
     #: TLS on the Gearman port (binary and admin alike), with gearmand's option names.
     ssl: bool = False
     #: The server's certificate chain (PEM).

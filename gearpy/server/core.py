@@ -22,46 +22,79 @@ Decisions where gearpy differs from gearmand 1.1.20 on purpose (each is a fix of
 * ``create function`` takes the name as sent (gearmand drops the last byte after a bare ``\\n``).
 * ``drop function`` also refuses while the function has queued jobs (gearmand drops it and strands
   them).
+
+Limits gearmand lacks (issue 18), each a fix of what one hostile peer could do to everyone:
+
+* A connection is attached to a job once, however often it submits it (one dict entry with a
+  count, so a leaving client is detached in O(1)); each packet for the job is framed once and the
+  same bytes object is queued once per submit, as gearmand sends it (libgearman clients with two
+  tasks of one unique wait for two results). The gevent layer checks ``max_output_buffer``
+  before it joins anything, so a thousand submits of one job cannot make a result a thousand
+  copies.
+* A repeated CAN_DO (or CAN_DO_TIMEOUT, whose timeout then replaces the old one) registers nothing
+  new: ``status`` counts the connection once, where gearmand counts every CAN_DO.
+* A function name is at most ``max_function_name`` bytes (``ERROR ARGUMENT_TOO_LARGE``) and has
+  no control byte (``ERROR INVALID_FUNCTION_NAME``): checked when a name is first seen, so the
+  submit of a known function pays nothing. Client ids and uniques stay as sent; the admin protocol
+  escapes their control bytes (:func:`~gearpy.server.wire.escape`).
+* Functions nobody uses are forgotten beyond ``max_idle_functions`` (:mod:`.index`).
 """
+
 
 from __future__ import annotations
 
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable
-from typing import Any
 
-from gearpy.protocol import RES, AdminCommand, Packet, PacketType, encode
-from gearpy.server.state import HIGH, LOW, NORMAL, PRIORITIES, Conn, Function, Job, Pending
+from gearpy.protocol import AdminCommand, Packet, PacketType, encode, encode_unchecked, encode_unchecked_one
+from gearpy.server.admin import answer_admin
+from gearpy.server.index import DEFAULT_MAX_IDLE_FUNCTIONS, DropOutcome, JobIndex
+from gearpy.server.interfaces import (
+    AdminGate,
+    FlushHook,
+    FunctionPolicy,
+    IdleHook,
+    NullObserver,
+    Observer,
+    Scheduler,
+)
+from gearpy.server.jobs import JobBook
+from gearpy.server.state import HIGH, LOW, NORMAL, Ability, Conn, Function, Job
 from gearpy.server.store import MemoryStore, QueueStore, StoredJob
+from gearpy.server.wire import (
+    DEFAULT_MAX_FUNCTION_NAME,
+    ERR_BAD_MAGIC,
+    ERR_HANDLE_TOO_LARGE,
+    ERR_NOT_EXPECTED,
+    ERR_PERMISSION,
+    ERR_UNIQUE_TOO_LARGE,
+    ERR_UNKNOWN_OPTION,
+    MAX_CLIENT_ID,
+    MAX_HANDLE,
+    MAX_UNIQUE,
+    NO_JOB,
+    NOT_FOUND_TEXT,
+    CloseConnection,
+    atoi,
+    function_name_error,
+    packet_too_large_reply,
+    parse_epoch,
+)
+
+__all__ = ["CloseConnection", "Scheduler", "ServerCore", "default_handle_prefix"]
 
 log = logging.getLogger("gearpy.server.core")
 
 T = PacketType
 _enc = encode
-_HEADER = struct.Struct(">4sII").pack
-
-
-def _frame(kind: int, *fields: bytes) -> bytes:
-    """Encode a response whose fields are known to be well formed (the hot path).
-
-    Every field but the last is NUL-terminated by the join; the caller passes only values that
-    came out of the decoder or the core (handles, names, uniques), which hold no NUL where one
-    would break the framing, so :func:`encode`'s checks are skipped.
-    """
-    body = b"\x00".join(fields)
-    return _HEADER(RES, kind, len(body)) + body
-
-
-MAX_UNIQUE = 64
+_frame = encode_unchecked
+Handler = Callable[[Conn, tuple[bytes, ...], int], None]
 #: CAN_DO_TIMEOUT unit name -> milliseconds per unit
 TIMEOUT_UNITS = {"ms": 1, "s": 1000}
 #: Timed-out jobs remembered per worker connection, so their late results are dropped quietly.
 MAX_LATE_HANDLES = 64
-MAX_HANDLE = 63
-MAX_CLIENT_ID = 127
 
 _SUBMITS: dict[int, tuple[int, bool]] = {
     T.SUBMIT_JOB: (NORMAL, False),
@@ -75,59 +108,24 @@ _SUBMITS: dict[int, tuple[int, bool]] = {
     T.SUBMIT_REDUCE_JOB_BACKGROUND: (NORMAL, True),
 }
 
-NOOP = _enc(T.NOOP)
-NO_JOB = _enc(T.NO_JOB)
-ERR_NOT_EXPECTED = _enc(T.ERROR, b"INVALID_COMMAND", b"Command not expected")
-ERR_BAD_MAGIC = _enc(T.ERROR, b"INVALID_MAGIC", b"Request magic expected")
-ERR_UNIQUE_TOO_LARGE = _enc(T.ERROR, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
-ERR_QUEUE_FULL = _enc(T.ERROR, b"QUEUE_ERROR", b"Job queue is full")
-ERR_QUEUE_MEMORY = _enc(T.ERROR, b"QUEUE_ERROR", b"Server queue memory limit reached (max_queued_bytes)")
-ERR_PERMISSION = _enc(T.ERROR, b"PERMISSION_DENIED", b"Not allowed for this client certificate")
-ERR_UNKNOWN_OPTION = _enc(T.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option")
-_NOT_FOUND_TEXT = {
-    T.WORK_DATA: b"Job does not exist on server",
-    T.WORK_WARNING: b"Job does not exist on server",
-    T.WORK_STATUS: b"Job given in work result not found",
-    T.WORK_COMPLETE: b"Job given in work result not found",
-    T.WORK_FAIL: b"Job given in work result not found",
-    T.WORK_EXCEPTION: b"An exception was received for a job that does not exist",
-}
-ERR_HANDLE_TOO_LARGE = _enc(
-    T.ERROR,
-    b"ARGUMENT_TOO_LARGE",
-    b"Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf",
-)
-
-
-class CloseConnection(Exception):
-    """Raised inside the core when gearmand would drop the connection without a reply."""
-
-
-class Scheduler:
-    """Timer interface the core needs; the gevent layer provides the real one."""
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> Any:  # pragma: no cover
-        raise NotImplementedError
-
-    def cancel(self, timer: Any) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-
-class Observer:
-    """Hooks for metrics; the default does nothing (no per-packet work beyond a call)."""
-
-    def job_submitted(self, job: Job) -> None: ...
-    def job_started(self, job: Job) -> None: ...
-    def job_finished(self, job: Job, outcome: str) -> None: ...
-    def late_result(self, kind: PacketType) -> None: ...
-
 
 def default_handle_prefix() -> bytes:
     return b"H:" + socket.gethostname().split(".")[0].encode()
 
 
+def _ignore() -> None:
+    pass
+
+
 class ServerCore:
-    """All job-server state and behaviour; see the module docstring."""
+    """All job-server state and behaviour; see the module docstring.
+
+    Every collaborator is given here: ``scheduler`` (timers), ``store`` (durable background
+    jobs), ``flush`` (called when output became ready outside a read loop), ``on_idle`` (called
+    when a graceful drain has no job left), ``acl`` (per-function permissions), ``admin_gate``
+    (who may run mutating admin commands) and ``observer`` (metrics; with one, jobs carry their
+    submit and start times).
+    """
 
     def __init__(
         self,
@@ -143,6 +141,13 @@ class ServerCore:
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
         max_queued_bytes: int = 0,
+        max_jobs_per_connection: int = 0,
+        max_function_name: int = DEFAULT_MAX_FUNCTION_NAME,
+        max_idle_functions: int = DEFAULT_MAX_IDLE_FUNCTIONS,
+        acl: FunctionPolicy | None = None,
+        admin_gate: AdminGate | None = None,
+        flush: FlushHook = _ignore,
+        on_idle: IdleHook = _ignore,
         can_do_timeout_unit: str = "ms",
     ) -> None:
         self.scheduler = scheduler
@@ -150,37 +155,51 @@ class ServerCore:
             raise ValueError(f"can_do_timeout_unit must be one of {sorted(TIMEOUT_UNITS)}")
         #: milliseconds per unit of a CAN_DO_TIMEOUT value
         self.can_do_timeout_scale = TIMEOUT_UNITS[can_do_timeout_unit]
-        self.store = store or MemoryStore()
-        self.handle_prefix = (handle_prefix or default_handle_prefix()) + b":"
-        self.job_retries = job_retries
-        self.worker_wakeup = worker_wakeup
+        self.store: QueueStore = store or MemoryStore()
         self.exceptions_default = exceptions
         self.version = version
         self.verbose = verbose
         self.clock = clock
-        self.observer = observer or Observer()
-        #: per-function ACL by certificate subject (gearpy.server.acl), or None: everyone may
-        self.acl: Any = None
-        #: cap on payload bytes held by jobs in memory (0 = none), and what they hold now
-        self.max_queued_bytes = max_queued_bytes
-        self.queued_bytes = 0
+        self.observer: Observer = observer or NullObserver()
         #: record submit/start times on jobs (only metrics need them)
         self.timing = observer is not None
-        self.functions: dict[bytes, Function] = {}
-        self.jobs: dict[bytes, Job] = {}
-        #: (function name, unique) -> job, and (function name, b"-", payload) for payload coalescing
-        self.uniques: dict[tuple, Job] = {}
-        #: unique -> jobs with it (any function), for GET_STATUS_UNIQUE
-        self.by_unique: dict[bytes, list[Job]] = {}
+        #: per-function ACL by certificate subject, or None: everyone may
+        self.acl = acl
+        self.admin_gate = admin_gate
+        self.max_function_name = max_function_name
+        self.index = JobIndex(max_idle_functions)
+        self.functions = self.index.functions
+        self.jobs = self.index.jobs
         self.conns: dict[int, Conn] = {}
         self.dirty: set[Conn] = set()
-        #: handle -> (connection, reply slot) of background submits waiting for its durable commit
-        self.uncommitted: dict[bytes, list[tuple[Conn, Pending]]] = {}
-        self._handle_counter = 0
-        self._seq = 0
-        self.draining = False
-        #: set by the I/O layer: called when output became ready outside a read loop
-        self.request_flush: Callable[[], None] = lambda: None
+        self.book = book = JobBook(
+            index=self.index,
+            scheduler=scheduler,
+            store=self.store,
+            observer=self.observer,
+            timing=self.timing,
+            clock=clock,
+            handle_prefix=(handle_prefix or default_handle_prefix()) + b":",
+            job_retries=job_retries,
+            worker_wakeup=worker_wakeup,
+            max_queued_bytes=max_queued_bytes,
+            max_jobs_per_connection=max_jobs_per_connection,
+            conns=self.conns,
+            dirty=self.dirty,
+            flush=flush,
+            on_idle=on_idle,
+        )
+        self.queues = queues = book.queues
+        # Bound once: the packet handlers call these without a hop through ``book``/``queues``.
+        self._send = book.send
+        self.submit = book.submit
+        self._finish = book.finish
+        self._requeue = book.requeue
+        self._fail_clients = book.fail_clients
+        self._fan_out = book.fan_out
+        self._unsleep = queues.unsleep
+        self._select = queues.select
+        self._stop_job_timer = queues.stop_job_timer
         self._dispatch = self._build_dispatch()
 
     # ---------------------------------------------------------------- connections
@@ -195,21 +214,14 @@ class ServerCore:
             return
         self._drop_abilities(conn, None)
         self._unsleep(conn)
-        for job in conn.waiting:
-            clients = job.clients
-            while conn in clients:
-                clients.remove(conn)  # type: ignore[union-attr]
-            if not clients and not job.background and job.handle in self.jobs:
-                job.ignore = True
-                self._forget_unique(job)
-                self._drop_payload(job)
-        conn.waiting.clear()
+        self.book.abandon_waits(conn)
         conn.out.clear()
         self.dirty.discard(conn)
 
-    def _send(self, conn: Conn, data: bytes) -> None:
-        conn.push(data)
-        self.dirty.add(conn)
+    def reject_packet_too_large(self, conn: Conn, reason: str) -> None:
+        """A packet above ``max_packet_size``: say why, then close once the reply is out."""
+        self._send(conn, packet_too_large_reply(reason))
+        conn.closing = True
 
     # ---------------------------------------------------------------- dispatch
 
@@ -223,14 +235,10 @@ class ServerCore:
                 return
             self._dispatch[kind](conn, event.args, kind)
         else:
-            from gearpy.server.admin import handle_admin
+            self._send(conn, answer_admin(self, conn, event, self.admin_gate))
 
-            handle_admin(self, conn, event)
-
-    def _build_dispatch(self) -> dict[int, Callable[[Conn, tuple[bytes, ...], int], None]]:
-        d: dict[int, Callable[[Conn, tuple[bytes, ...], int], None]] = {
-            t: self._not_expected for t in PacketType
-        }
+    def _build_dispatch(self) -> dict[int, Handler]:
+        d: dict[int, Handler] = {t: self._not_expected for t in PacketType}
         d.update(
             {
                 T.CAN_DO: self._can_do,
@@ -277,14 +285,29 @@ class ServerCore:
         else:
             self._send(conn, ERR_UNKNOWN_OPTION)
 
-    # ---------------------------------------------------------------- functions
+    # ---------------------------------------------------------------- functions (admin surface)
 
     def function(self, name: bytes) -> Function:
+        """The function named ``name``, created if new (admin ``create function`` too)."""
+        return self.index.function(name)
+
+    def drop_function(self, name: bytes) -> DropOutcome:
+        """Admin ``drop function``: refused while it has workers or jobs (gearmand strands them)."""
+        return self.index.drop_function(name)
+
+    def set_max_queue(self, name: bytes, limits: list[int]) -> None:
+        """Admin ``maxqueue``: per-priority queue limits of a known function (0 = none)."""
         fn = self.functions.get(name)
-        if fn is None:
-            self._seq += 1
-            fn = self.functions[name] = Function(name, self._seq)
-        return fn
+        if fn is not None:
+            fn.max_queue = limits
+            if any(limits):
+                self.index.busy(fn)
+            else:
+                self.index.check_idle(fn)
+
+    def bad_function_name(self, name: bytes) -> bytes | None:
+        """The ERROR refusing a new function name, or None (see the module docstring)."""
+        return function_name_error(name, self.max_function_name)
 
     # ---------------------------------------------------------------- submit
 
@@ -297,7 +320,7 @@ class ServerCore:
         when = 0
         reducer = b""
         if kind == T.SUBMIT_JOB_EPOCH:
-            when = _parse_epoch(args[2])
+            when = parse_epoch(args[2])
             payload = args[3]
         elif kind == T.SUBMIT_REDUCE_JOB or kind == T.SUBMIT_REDUCE_JOB_BACKGROUND:
             reducer = args[2]
@@ -310,215 +333,16 @@ class ServerCore:
         if len(unique) > MAX_UNIQUE:
             self._send(conn, ERR_UNIQUE_TOO_LARGE)
             return
+        if name not in self.functions:  # a name seen before was checked then
+            error = function_name_error(name, self.max_function_name)
+            if error is not None:
+                self._send(conn, error)
+                return
         self.submit(conn, name, unique, payload, priority, background, when, reducer)
-
-    def submit(
-        self,
-        conn: Conn | None,
-        name: bytes,
-        unique: bytes,
-        payload: bytes,
-        priority: int,
-        background: bool,
-        when: int = 0,
-        reducer: bytes = b"",
-    ) -> Job | None:
-        """Create (or coalesce onto) a job and reply JOB_CREATED to ``conn``.
-
-        ``conn`` is None for replayed jobs. Returns the job, or None when it was refused.
-        """
-        fn = self.functions.get(name) or self.function(name)
-        if not unique:
-            key = None
-        elif len(unique) >= MAX_UNIQUE:
-            # gearmand keeps 63 bytes of a 64-byte unique, and such a submit never coalesces.
-            key = None
-            unique = unique[: MAX_UNIQUE - 1]
-        else:
-            key = _unique_key(name, unique, payload)
-            job = self.uniques.get(key)
-            if job is not None and not job.ignore:
-                return self._coalesce(conn, job, background)
-        limit = fn.max_queue[priority]
-        if limit > 0 and fn.total >= limit:
-            if conn is not None:
-                self._send(conn, ERR_QUEUE_FULL)
-            return None
-        size = len(payload)
-        if self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes and conn is not None:
-            self._send(conn, ERR_QUEUE_MEMORY)
-            return None
-        self.queued_bytes += size
-        self._handle_counter += 1
-        handle = self.handle_prefix + str(self._handle_counter).encode()
-        job = Job(handle, fn, unique, payload, priority, background, when, reducer)
-        if self.timing:
-            job.submitted_at = self.clock()
-        if conn is not None:
-            conn.is_client = True
-            if not background:
-                job.clients = [conn]
-                conn.waiting.append(job)
-        self.jobs[handle] = job
-        if unique:
-            if key is not None:
-                self.uniques[key] = job
-            if unique != b"-":
-                self.by_unique.setdefault(unique, []).append(job)
-        if background and conn is not None and self.store.durable:
-            # Queue only once durable: a crash before the commit must not run a job we never acked.
-            self._persist(conn, job, new=True)
-            return job
-        if when or fn.sleepers:
-            self._enqueue(job)
-        else:
-            fn.queues[priority].append(job)  # the common case, without the calls
-        if self.timing:
-            self.observer.job_submitted(job)
-        if conn is not None:
-            data = _HEADER(RES, T.JOB_CREATED, len(handle)) + handle
-            conn.out.append(data)
-            conn.out_bytes += len(data)
-            self.dirty.add(conn)
-        return job
-
-    def _coalesce(self, conn: Conn | None, job: Job, background: bool) -> Job:
-        """A submit whose unique matches a live job: attach to it and answer with its handle."""
-        waiters = self.uncommitted.get(job.handle)
-        if waiters is not None and background and conn is not None:
-            # The job's durable write is still pending: acknowledge with the same commit.
-            conn.is_client = True
-            waiters.append((conn, conn.reserve()))
-            return job
-        if not background and conn is not None:
-            if job.clients:
-                job.clients.insert(0, conn)  # type: ignore[union-attr]
-            else:
-                job.clients = [conn]
-            conn.waiting.append(job)
-            conn.is_client = True
-        if background and not job.background:
-            job.background = True
-            if self.store.durable and conn is not None:
-                self._persist(conn, job)
-                return job
-        if conn is not None:
-            self._send(conn, _enc(T.JOB_CREATED, job.handle))
-        return job
-
-    def _persist(self, conn: Conn, job: Job, new: bool = False) -> None:
-        """Write a background job to the durable store; reply JOB_CREATED once committed.
-
-        Background submits that coalesce onto the job while its commit is pending wait for the
-        same commit (see :meth:`_coalesce`); if it fails they get the same ERROR, and foreground
-        clients already attached get WORK_FAIL: nobody is left believing in a job that is gone.
-        """
-        import uuid
-
-        slot = conn.reserve()
-        waiters: list[tuple[Conn, Pending]] = [(conn, slot)]
-        self.uncommitted[job.handle] = waiters
-        job.store_id = uuid.uuid4().hex
-        record = StoredJob(
-            job.store_id, job.function.name, job.unique, job.payload, job.priority, job.when, job.reducer
-        )
-
-        def on_durable(exc: BaseException | None) -> None:
-            self.uncommitted.pop(job.handle, None)
-            if exc is None:
-                reply = _enc(T.JOB_CREATED, job.handle)
-                if new:
-                    self._enqueue(job)
-                    self.observer.job_submitted(job)
-            else:
-                job.store_id = None
-                log.warning("queue store write failed: %s", exc)
-                text = f"queue store unavailable: {exc}".encode("utf-8", "replace")[:200]
-                reply = _enc(T.ERROR, b"QUEUE_ERROR", text)
-                if new:
-                    for c in job.clients:
-                        self._send(c, _enc(T.WORK_FAIL, job.handle))
-                    self._discard(job)
-                else:
-                    job.background = False
-            for c, pending in waiters:
-                pending.data = reply
-                if c.id in self.conns:
-                    self.dirty.add(c)
-            self.request_flush()
-
-        self.store.add(record, on_durable)
 
     def replay(self, stored: StoredJob) -> Job | None:
         """Queue a job read back from the store at start (keeps its store row)."""
-        job = self.submit(
-            None,
-            stored.function,
-            stored.unique,
-            stored.payload,
-            stored.priority,
-            True,
-            stored.when,
-            stored.reducer,
-        )
-        if job is not None:
-            if job.store_id is not None and job.store_id != stored.store_id:
-                # Coalesced onto a job already replayed: this row is a duplicate; drop it.
-                self.store.remove(stored.store_id)
-            else:
-                job.store_id = stored.store_id
-        return job
-
-    def _enqueue(self, job: Job) -> None:
-        fn = job.function
-        if job.when and job.when > int(self.clock()):
-            fn.schedule(job)
-            self._arm_due_timer(fn)
-            return
-        fn.queues[job.priority].append(job)
-        self._wake(fn)
-
-    def _arm_due_timer(self, fn: Function) -> None:
-        """Wake sleeping workers when the earliest epoch job of ``fn`` falls due (gearmand 2.0)."""
-        if not fn.scheduled:
-            return
-        due = fn.scheduled[0][0]
-        if fn.due_timer is not None:
-            if fn.due_at <= due:
-                return
-            self.scheduler.cancel(fn.due_timer)
-        fn.due_at = due
-        delay = max(0.0, due - self.clock())
-        fn.due_timer = self.scheduler.call_later(delay + 0.001, lambda: self._due(fn))
-
-    def _due(self, fn: Function) -> None:
-        fn.due_timer = None
-        fn.promote_due(int(self.clock()))
-        if fn.has_runnable(int(self.clock())):
-            self._wake(fn)
-        self._arm_due_timer(fn)
-
-    def _wake(self, fn: Function) -> None:
-        """Send NOOP to sleeping workers of ``fn`` (all, or ``worker_wakeup`` of them in turn)."""
-        sleepers = fn.sleepers
-        if not sleepers:
-            return
-        n = self.worker_wakeup
-        woken = 0
-        while sleepers:
-            conn = sleepers.popitem(last=False)[0]
-            if conn.noop_sent or not conn.sleeping:
-                continue
-            conn.noop_sent = True
-            self._unsleep(conn)
-            self._send(conn, NOOP)
-            woken += 1
-            if n and woken >= n:
-                break
-
-    def _unsleep(self, conn: Conn) -> None:
-        for ability in conn.abilities:
-            ability[0].sleepers.pop(conn, None)
+        return self.book.replay(stored)
 
     # ---------------------------------------------------------------- workers
 
@@ -529,7 +353,7 @@ class ServerCore:
         text = args[1]
         if len(text) > 20:
             raise CloseConnection("CAN_DO_TIMEOUT value too long")
-        ms = _atoi(text) * self.can_do_timeout_scale
+        ms = atoi(text) * self.can_do_timeout_scale
         if ms <= 0:
             ms = 0
         elif ms < 1000:
@@ -540,10 +364,24 @@ class ServerCore:
         if self.acl is not None and not self.acl.allowed(conn.peer_cert_subject, "register", name):
             self._send(conn, ERR_PERMISSION)
             return
-        fn = self.function(name)
-        conn.abilities.insert(0, [fn, timeout_ms])
+        fn = self.functions.get(name)
+        if fn is None:
+            error = function_name_error(name, self.max_function_name)
+            if error is not None:
+                self._send(conn, error)
+                return
+            fn = self.function(name)
+        else:
+            known = conn.registered.get(fn)
+            if known is not None:
+                known.timeout_ms = timeout_ms  # registered already: only the timeout may change
+                return
+        ability = conn.registered[fn] = Ability(fn, timeout_ms)
+        conn.abilities.insert(0, ability)
         conn.is_worker = True
         fn.workers += 1
+        if fn.idle:
+            self.index.busy(fn)
         if conn.sleeping and not conn.noop_sent:
             fn.sleepers[conn] = None
 
@@ -558,52 +396,28 @@ class ServerCore:
     def _drop_abilities(self, conn: Conn, only: Function | None) -> None:
         """Remove registrations (all, or those of one function) and requeue their jobs."""
         keep = []
+        dropped = []
         for ability in conn.abilities:
-            fn = ability[0]
+            fn = ability.function
             if only is None or fn is only:
                 fn.workers -= 1
                 fn.sleepers.pop(conn, None)
+                del conn.registered[fn]
+                dropped.append(fn)
             else:
                 keep.append(ability)
         conn.abilities = keep
-        if not conn.jobs:
-            return
-        held = [j for j in conn.jobs if only is None or j.function is only]
-        conn.jobs = [j for j in conn.jobs if not (only is None or j.function is only)]
-        for job in reversed(held):
-            self._requeue(job)
-
-    def _requeue(self, job: Job) -> None:
-        """Put a job whose worker went away back on its queue (retry counted), or drop it."""
-        self._stop_job_timer(job)
-        job.worker = None
-        job.function.running -= 1
-        job.retries += 1
-        if job.ignore:
-            self._discard(job)
-            return
-        if self.job_retries > 0 and job.retries >= self.job_retries:
-            log.info("dropped job %s after %d attempts (--job-retries)", job.handle.decode(), job.retries)
-            for c in job.clients:
-                self._send(c, _enc(T.WORK_FAIL, job.handle))
-            self._finish(job, "dropped")
-            return
-        job.numerator = job.denominator = 0
-        job.function.queues[job.priority].append(job)
-        self._wake(job.function)
+        if conn.jobs:
+            held = [j for j in conn.jobs if only is None or j.function is only]
+            conn.jobs = [j for j in conn.jobs if not (only is None or j.function is only)]
+            for job in reversed(held):
+                self._requeue(job)
+        check_idle = self.index.check_idle
+        for fn in reversed(dropped):  # oldest registration first: the newest are kept longest
+            check_idle(fn)
 
     def _pre_sleep(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
-        now = int(self.clock())
-        for ability in conn.abilities:
-            if ability[0].has_runnable(now):
-                conn.noop_sent = True
-                conn.sleeping = True
-                self._send(conn, NOOP)
-                return
-        conn.sleeping = True
-        conn.noop_sent = False
-        for ability in conn.abilities:
-            ability[0].sleepers[conn] = None
+        self.queues.pre_sleep(conn)
 
     def _grab(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         if conn.sleeping:
@@ -611,14 +425,14 @@ class ServerCore:
             conn.noop_sent = False
             self._unsleep(conn)
         job, ability = self._select(conn)
-        if job is None:
+        if job is None or ability is None:
             self._send(conn, NO_JOB)
             return
         fn = job.function
         fn.running += 1
         job.worker = conn
         conn.jobs.append(job)
-        timeout_ms = ability[1]
+        timeout_ms = ability.timeout_ms
         if timeout_ms:
             job.timer = self.scheduler.call_later(timeout_ms / 1000.0, lambda: self._timed_out(job, conn))
         if self.timing:
@@ -633,29 +447,6 @@ class ServerCore:
         else:
             self._send(conn, _frame(T.JOB_ASSIGN_UNIQ, job.handle, fn.name, job.unique, job.payload))
 
-    def _select(self, conn: Conn) -> tuple[Job | None, list | None]:
-        """gearmand 2.0 selection: highest priority across all functions, round robin."""
-        abilities = conn.abilities
-        if not abilities:
-            return None, None
-        now = int(self.clock())
-        for ability in abilities:
-            fn = ability[0]
-            if fn.scheduled and fn.scheduled[0][0] <= now:
-                fn.promote_due(now)
-        for p in PRIORITIES:
-            for i, ability in enumerate(abilities):
-                q = ability[0].queues[p]
-                while q:
-                    job = q.popleft()
-                    if job.ignore:
-                        self._discard(job)
-                        continue
-                    if len(abilities) > 1:
-                        abilities.append(abilities.pop(i))
-                    return job, ability
-        return None, None
-
     def _timed_out(self, job: Job, conn: Conn) -> None:
         """CAN_DO_TIMEOUT expired: the job fails (compat-notes §5), its worker keeps its slot."""
         job.timer = None
@@ -666,8 +457,7 @@ class ServerCore:
             conn.jobs.remove(job)
         job.function.running -= 1
         job.worker = None
-        for c in job.clients:
-            self._send(c, _enc(T.WORK_FAIL, job.handle))
+        self._fail_clients(job)
         late = conn.late
         if late is None:
             late = conn.late = {}
@@ -675,11 +465,6 @@ class ServerCore:
             del late[next(iter(late))]
         late[job.handle] = False
         self._finish(job, "timeout")
-
-    def _stop_job_timer(self, job: Job) -> None:
-        if job.timer is not None:
-            self.scheduler.cancel(job.timer)
-            job.timer = None
 
     # ---------------------------------------------------------------- work results
 
@@ -696,7 +481,7 @@ class ServerCore:
             if late is not None and handle in late:
                 self._drop_late(conn, late, handle, kind)
             else:
-                self._send(conn, _enc(T.ERROR, b"JOB_NOT_FOUND", _NOT_FOUND_TEXT[kind]))
+                self._send(conn, _enc(T.ERROR, b"JOB_NOT_FOUND", NOT_FOUND_TEXT[kind]))
             return None
         return job
 
@@ -707,7 +492,10 @@ class ServerCore:
             log.warning(
                 "dropped %s for job %s from worker %s:%d: the job had already timed out "
                 "(CAN_DO_TIMEOUT); further late packets for it are dropped silently",
-                T(kind).name, handle.decode("utf-8", "replace"), conn.ip, conn.port,
+                T(kind).name,
+                handle.decode("utf-8", "replace"),
+                conn.ip,
+                conn.port,
             )
         if kind == T.WORK_COMPLETE or kind == T.WORK_FAIL:
             del late[handle]
@@ -717,20 +505,16 @@ class ServerCore:
         job = self._owned_job(conn, args[0], kind)
         if job is None:
             return
-        job.numerator = _atoi(args[1])
-        job.denominator = _atoi(args[2])
+        job.numerator = atoi(args[1])
+        job.denominator = atoi(args[2])
         if job.clients:
-            data = _frame(T.WORK_STATUS, *args)
-            for c in job.clients:
-                self._send(c, data)
+            self._fan_out(job, _frame(T.WORK_STATUS, *args))
 
     def _work_data(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         job = self._owned_job(conn, args[0], kind)
         if job is None or not job.clients:
             return
-        data = _frame(kind, *args)
-        for c in job.clients:
-            self._send(c, data)
+        self._fan_out(job, _frame(kind, *args))
 
     def _work_end(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         handle = args[0]
@@ -749,64 +533,24 @@ class ServerCore:
         job.worker = None
         if job.clients:
             if kind == T.WORK_COMPLETE:
-                data = _frame(T.WORK_COMPLETE, handle, args[1])
-                for c in job.clients:
-                    self._send(c, data)
+                self._fan_out(job, _frame(T.WORK_COMPLETE, handle, args[1]))
             elif kind == T.WORK_FAIL:
-                data = _frame(T.WORK_FAIL, handle)
-                for c in job.clients:
-                    self._send(c, data)
+                self._fan_out(job, encode_unchecked_one(T.WORK_FAIL, handle))
             else:
                 exc = _frame(T.WORK_EXCEPTION, handle, args[1])
-                fail = _frame(T.WORK_FAIL, handle)
-                for c in job.clients:
-                    self._send(c, exc if c.exceptions else fail)
+                fail = encode_unchecked_one(T.WORK_FAIL, handle)
+                dirty = self.dirty
+                for c, times in job.clients.items():
+                    c.push_times(exc if c.exceptions else fail, times)
+                    dirty.add(c)
         if kind == T.WORK_EXCEPTION:
             conn.last_exception = handle
         outcome = "complete" if kind == T.WORK_COMPLETE else "fail" if kind == T.WORK_FAIL else "exception"
         self._finish(job, outcome)
 
-    def _finish(self, job: Job, outcome: str) -> None:
-        """A job ended: forget it everywhere (its clients were told by the caller)."""
-        self.observer.job_finished(job, outcome)
-        self._discard(job)
-
-    def _discard(self, job: Job) -> None:
-        if self.jobs.pop(job.handle, None) is not None:
-            self.queued_bytes -= len(job.payload)
-        self._forget_unique(job)
-        for c in job.clients:
-            try:
-                c.waiting.remove(job)
-            except ValueError:
-                pass
-        job.clients = ()
-        if job.store_id is not None:
-            self.store.remove(job.store_id)
-            job.store_id = None
-
-    def _drop_payload(self, job: Job) -> None:
-        """Free an abandoned queued job's payload now; its empty shell waits to be popped.
-
-        gearmand keeps abandoned jobs counted until a worker pops them, and so do we (``status``
-        stays comparable), but their payloads need not hold memory meanwhile.
-        """
-        if job.worker is None and job.payload:
-            self.queued_bytes -= len(job.payload)
-            job.payload = b""
-
-    def _forget_unique(self, job: Job) -> None:
-        key = _unique_key(job.function.name, job.unique, job.payload)
-        if key is not None and self.uniques.get(key) is job:
-            del self.uniques[key]
-        lst = self.by_unique.get(job.unique)
-        if lst is not None:
-            try:
-                lst.remove(job)
-            except ValueError:
-                pass
-            if not lst:
-                del self.by_unique[job.unique]
+    def cancel(self, handle: bytes) -> bool:
+        """Admin ``cancel job``: tell clients WORK_FAIL, forget the stored row, abandon the job."""
+        return self.book.cancel(handle)
 
     # ---------------------------------------------------------------- status
 
@@ -824,45 +568,25 @@ class ServerCore:
         unique = args[0].split(b"\x00", 1)[0]
         if len(unique) >= MAX_UNIQUE:
             raise CloseConnection("GET_STATUS_UNIQUE unique too long")
-        jobs = self.by_unique.get(unique)
-        if not jobs:
+        job = self.index.newest_with_unique(unique)
+        if job is None:
             self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
-        # gearmand's unique hash buckets are newest first: the most recent job with this unique wins.
-        job = jobs[-1]
-        self._send(
-            conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(len(job.clients)).encode())
-        )
+        waiting = sum(job.clients.values()) if job.clients else 0  # submits, as gearmand counts
+        self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(waiting).encode()))
 
-    # ---------------------------------------------------------------- admin helpers
+    # ---------------------------------------------------------------- graceful stop
 
-    def cancel(self, handle: bytes) -> bool:
-        """Admin ``cancel job``: tell clients WORK_FAIL, forget the stored row, abandon the job."""
-        job = self.jobs.get(handle)
-        if job is None:
-            return False
-        if job.ignore:
-            return True  # gearmand: the job is still in memory, so OK again (nothing left to tell)
-        for c in job.clients:
-            self._send(c, _enc(T.WORK_FAIL, job.handle))
-        for c in job.clients:
-            try:
-                c.waiting.remove(job)
-            except ValueError:
-                pass
-        job.clients = ()
-        job.ignore = True
-        job.background = False
-        self._forget_unique(job)
-        self._drop_payload(job)
-        if job.store_id is not None:
-            self.store.remove(job.store_id)
-            job.store_id = None
-        self.observer.job_finished(job, "cancelled")
-        return True
+    def drain(self) -> None:
+        """Graceful stop: ``on_idle`` is called as soon as no job is queued or running."""
+        self.book.drain()
+
+    @property
+    def draining(self) -> bool:
+        return self.book.draining
 
     def idle(self) -> bool:
-        """True when no job is queued or running (graceful shutdown waits for this)."""
+        """True when no job is queued or running."""
         return not self.jobs
 
 
@@ -870,32 +594,3 @@ def _known_status(job: Job) -> tuple[bytes, bytes, bytes, bytes]:
     """The known/running/numerator/denominator fields STATUS_RES and STATUS_RES_UNIQUE share."""
     running = b"1" if job.worker is not None else b"0"
     return b"1", running, str(job.numerator).encode(), str(job.denominator).encode()
-
-
-def _unique_key(name: bytes, unique: bytes, payload: bytes) -> tuple | None:
-    if not unique:
-        return None
-    if unique == b"-":
-        return (name, b"-", payload) if payload else None
-    return (name, unique)
-
-
-def _atoi(text: bytes) -> int:
-    """C ``atoi``: optional sign and leading digits; anything else counts as 0."""
-    text = text.strip()
-    end = 0
-    if text[:1] in (b"-", b"+"):
-        end = 1
-    while end < len(text) and 48 <= text[end] <= 57:
-        end += 1
-    try:
-        return int(text[:end])
-    except ValueError:
-        return 0
-
-
-def _parse_epoch(text: bytes) -> int:
-    value = _atoi(text)
-    if not -(2**63) <= value < 2**63:
-        raise CloseConnection("epoch out of range")
-    return max(0, value)

@@ -7,7 +7,11 @@
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import os
+import pwd
+import resource
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -44,8 +48,6 @@ def expand_config_file(argv: Sequence[str]) -> list[str]:
 
 def set_file_descriptors(n: int) -> None:
     """``-f N``: raise the open-files limit (RLIMIT_NOFILE) to N."""
-    import resource
-
     try:
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (n, max(n, hard)))
@@ -55,8 +57,6 @@ def set_file_descriptors(n: int) -> None:
 
 def drop_privileges(user: str) -> None:
     """``-u USER``: switch to USER's uid/gid (after the listening socket is bound)."""
-    import pwd
-
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
@@ -73,9 +73,6 @@ def drop_privileges(user: str) -> None:
 
 def add_syslog() -> None:
     """``--syslog``: also log to the system log (facility USER), as gearmand does."""
-    import logging
-    import logging.handlers
-
     address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
     try:
         handler = logging.handlers.SysLogHandler(address=address)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Callable
 
 HIGH, NORMAL, LOW = 0, 1, 2
 PRIORITIES = (HIGH, NORMAL, LOW)
@@ -33,7 +32,13 @@ def gm_hash(data: bytes) -> int:
 
 
 class Job:
-    """One job, queued or running. ``clients`` has one entry per foreground submit attached."""
+    """One job, queued or running.
+
+    ``clients`` maps each connection waiting on the job to how many times it submitted it: one
+    entry per connection (issue 18.1: a connection attached a thousand times made a thousand list
+    entries, and its leaving quadratic work), and a dict, so that a leaving client is detached in
+    O(1).
+    """
 
     __slots__ = (
         "handle",
@@ -54,6 +59,7 @@ class Job:
         "timer",
         "submitted_at",
         "started_at",
+        "submitter",
     )
 
     def __init__(
@@ -75,8 +81,8 @@ class Job:
         self.when = when
         self.reducer = reducer
         self.background = background
-        #: ``()`` until a foreground client attaches (saves a list per background job)
-        self.clients: list[Conn] | tuple = ()
+        #: ``()`` until a foreground client attaches (saves a dict per background job)
+        self.clients: dict[Conn, int] | tuple[()] = ()
         self.worker: Conn | None = None
         self.numerator = 0
         self.denominator = 0
@@ -87,6 +93,8 @@ class Job:
         #: set only when metrics are on (a float per job costs 24 bytes)
         self.submitted_at = 0.0
         self.started_at = 0.0
+        #: the connection that created the job, while ``max_jobs_per_connection`` counts it
+        self.submitter: Conn | None = None
 
     @property
     def number(self) -> int:
@@ -102,9 +110,11 @@ class Function:
     """A function name known to the server, with its queues and the workers that can do it.
 
     ``queues`` holds runnable jobs per priority (FIFO; abandoned jobs are skipped when popped);
-    ``scheduled`` is a heap of epoch jobs not yet due. ``workers`` counts registrations (a
-    connection that sent CAN_DO twice counts twice, as in gearmand), and ``sleepers`` holds
-    sleeping connections in wake-up order, so a submit wakes workers in O(woken).
+    ``scheduled`` is a heap of epoch jobs not yet due. ``workers`` counts the connections that
+    registered it (once each: a connection sending CAN_DO twice is one worker, where gearmand counts
+    two; issue 18.7), and ``sleepers`` holds sleeping connections in wake-up order, so a submit
+    wakes workers in O(woken). ``idle`` is True while the function has no worker, job or
+    ``maxqueue`` limit (:class:`~gearpy.server.index.JobIndex` forgets the oldest idle ones).
     """
 
     __slots__ = (
@@ -119,6 +129,8 @@ class Function:
         "hash",
         "due_timer",
         "due_at",
+        "idle",
+        "live",
     )
 
     def __init__(self, name: bytes, seq: int) -> None:
@@ -133,6 +145,9 @@ class Function:
         self.hash = gm_hash(name)
         self.due_timer: object | None = None
         self.due_at = 0
+        self.idle = False
+        #: jobs of this function the server holds (queued, scheduled, running, awaiting a commit)
+        self.live = 0
 
     def queued(self, priority: int) -> int:
         n = len(self.queues[priority])
@@ -156,10 +171,24 @@ class Function:
             job = heapq.heappop(sched)[2]
             self.queues[job.priority].append(job)
 
+    def unused(self) -> bool:
+        """No worker, no job (queued, scheduled or running) and no ``maxqueue``: safe to forget."""
+        return not (self.workers or self.live or any(self.max_queue))
+
     def has_runnable(self, now: int) -> bool:
         if self.scheduled and self.scheduled[0][0] <= now:
             return True
         return bool(self.queues[0] or self.queues[1] or self.queues[2])
+
+
+class Ability:
+    """One registration of a worker connection: CAN_DO (``timeout_ms`` 0) or CAN_DO_TIMEOUT."""
+
+    __slots__ = ("function", "timeout_ms")
+
+    def __init__(self, function: Function, timeout_ms: int) -> None:
+        self.function = function
+        self.timeout_ms = timeout_ms
 
 
 class Pending:
@@ -188,14 +217,15 @@ class Conn:
         "sleeping",
         "noop_sent",
         "abilities",
+        "registered",
         "jobs",
         "waiting",
+        "submitted",
         "out",
         "out_bytes",
         "has_pending",
         "pending",
         "closing",
-        "wake",
         "is_worker",
         "is_client",
         "peer_cert_subject",
@@ -212,12 +242,16 @@ class Conn:
         self.exceptions = False
         self.sleeping = False
         self.noop_sent = False
-        #: registrations, newest first: [function, timeout_ms]
-        self.abilities: list[list] = []
+        #: registrations, newest first, one per function
+        self.abilities: list[Ability] = []
+        #: the same registrations by function (a repeated CAN_DO finds its own in O(1))
+        self.registered: dict[Function, Ability] = {}
         #: jobs assigned to this connection as a worker, in grab order
         self.jobs: list[Job] = []
-        #: jobs this connection waits on as a client (one entry per foreground submit)
-        self.waiting: list[Job] = []
+        #: jobs this connection waits on as a client (once each, whatever it submitted)
+        self.waiting: dict[Job, None] = {}
+        #: jobs this connection created that have not ended (``max_jobs_per_connection``)
+        self.submitted = 0
         self.out: list[bytes | Pending] = []
         self.out_bytes = 0
         self.has_pending = False
@@ -226,8 +260,6 @@ class Conn:
         self.pending = 0
         #: set by the core when the connection must be closed once its output is flushed
         self.closing = False
-        #: called (by the core) when output is ready; the I/O layer installs it
-        self.wake: Callable[[], None] | None = None
         self.is_worker = False
         self.is_client = False
         self.peer_cert_subject: str | None = None
@@ -240,6 +272,11 @@ class Conn:
         """Queue bytes to send."""
         self.out.append(data)
         self.out_bytes += len(data)
+
+    def push_times(self, data: bytes, times: int) -> None:
+        """Queue the same bytes object ``times`` times (no copy until it is sent)."""
+        self.out.extend([data] * times)
+        self.out_bytes += len(data) * times
 
     def reserve(self) -> Pending:
         """Reserve an ordered reply slot to be filled later (see :class:`Pending`)."""

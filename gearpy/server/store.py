@@ -1,6 +1,8 @@
 """The queue-store interface: where background jobs live so that a restart does not lose them.
 
-The server core talks to one :class:`QueueStore`. The default :class:`MemoryStore` keeps nothing
+The server core talks to one :class:`QueueStore`; :func:`gearpy.server.stores.open_store` builds
+the one a ``--queue`` URL names (every kind, this module's memory store included, is registered
+there). The default :class:`MemoryStore` keeps nothing
 (jobs live only in the core's memory, like gearmand's builtin module). Durable stores (SQLite,
 MySQL/MariaDB, PostgreSQL, Redis, in ``gearpy.server.stores``) acknowledge a job only once it is
 durable, and batch the writes of one event-loop turn into one commit (group commit).
@@ -24,11 +26,13 @@ are all kept as distinct rows (gearmand keys rows by unique + function and loses
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 DurableCallback = Callable[[BaseException | None], None]
+#: Told the duration (seconds) and size (jobs) of every durable commit (metrics).
+CommitListener = Callable[[float, int], None]
 
 
 @dataclass(slots=True)
@@ -44,42 +48,51 @@ class StoredJob:
     reducer: bytes = b""
 
 
-class QueueStore(ABC):
-    """Interface of every queue store (see the module docstring for the contract)."""
+class QueueStore(Protocol):
+    """Interface of every queue store (see the module docstring for the contract).
+
+    A structural type: stores need not inherit from it; those that do get the defaults below.
+    """
 
     #: True when :meth:`add` acknowledges through its callback only after the job is durable.
-    durable: bool = False
+    durable: ClassVar[bool]
     #: A short name for logs and metrics (never contains a password).
-    name: str = "store"
+    name: str
 
     def open(self) -> None:
         """Connect and create tables/keys. Raise :class:`gearpy.errors.StoreError` if unreachable."""
 
-    @abstractmethod
     def replay(self) -> Iterable[StoredJob]:
         """Return the jobs stored by an earlier run, oldest first."""
+        ...
 
-    @abstractmethod
     def add(self, job: StoredJob, on_durable: DurableCallback) -> None:
         """Store a new background job; call ``on_durable`` when it is durable (or failed)."""
+        ...
 
-    @abstractmethod
     def remove(self, store_id: str) -> None:
         """Forget a job that has ended."""
+        ...
 
     def healthy(self) -> bool:
         """Whether the store is reachable now (for health checks)."""
         return True
 
+    def watch_commits(self, listener: CommitListener) -> None:
+        """Report every commit to ``listener`` (metrics); stores without commits ignore it."""
+
     def close(self) -> None:
         """Flush what is pending and release connections."""
 
 
-class MemoryStore(QueueStore):
+class MemoryStore:
     """The default: nothing is written anywhere; jobs are lost when the server stops."""
 
-    durable = False
+    durable: ClassVar[bool] = False
     name = "memory"
+
+    def open(self) -> None:
+        pass
 
     def replay(self) -> Iterable[StoredJob]:
         return ()
@@ -90,20 +103,11 @@ class MemoryStore(QueueStore):
     def remove(self, store_id: str) -> None:
         pass
 
+    def healthy(self) -> bool:
+        return True
 
-def open_store(url: str, **options: object) -> QueueStore:
-    """Build the store named by a ``--queue`` URL (``memory://``, ``sqlite:///path``, ...).
+    def watch_commits(self, listener: CommitListener) -> None:
+        pass
 
-    Durable stores live in ``gearpy.server.stores`` and are imported only when asked for, so their
-    drivers stay optional.
-    """
-    from gearpy.errors import ConfigError
-
-    scheme = url.split("://", 1)[0].lower() if "://" in url else url.lower()
-    if scheme in ("memory", "builtin", ""):
-        return MemoryStore()
-    try:
-        from gearpy.server.stores import open_durable_store
-    except ImportError as exc:  # pragma: no cover - until durable stores exist
-        raise ConfigError(f"queue store {scheme!r} is not available: {exc}") from exc
-    return open_durable_store(url, **options)
+    def close(self) -> None:
+        pass

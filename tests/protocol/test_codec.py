@@ -26,6 +26,8 @@ from gearpy.protocol import (
     encode,
     encode_packet,
     encode_request,
+    encode_unchecked,
+    encode_unchecked_one,
     split_admin_line,
 )
 
@@ -97,6 +99,20 @@ def test_round_trip_every_type(kind, request_magic):
     assert pkt == Packet(T(kind), args, request_magic)
     assert isinstance(pkt.kind, PacketType)
     assert encode_packet(pkt) == data
+
+
+@pytest.mark.parametrize("kind", ALL_TYPES, ids=[T(k).name for k in ALL_TYPES])
+def test_unchecked_encoder_matches_the_checked_one_on_valid_fields(kind):
+    """The server's fast path writes exactly the bytes :func:`encode` would for the same fields."""
+    args = sample_args(kind)
+    assert encode_unchecked(kind, *args) == encode(kind, *args)
+    if len(args) == 1:
+        assert encode_unchecked_one(kind, args[0]) == encode(kind, *args)
+
+
+def test_unchecked_one_field_reply():
+    assert encode_unchecked_one(T.JOB_CREATED, b"H:lap:1") == encode(T.JOB_CREATED, b"H:lap:1")
+    assert encode_unchecked_one(T.WORK_FAIL, b"") == encode(T.WORK_FAIL, b"")
 
 
 def test_wire_bytes_of_known_examples():

@@ -783,18 +783,18 @@ def test_admin_listings(w):
     h2 = w.submit(c, b"fb", b"", kind=T.SUBMIT_JOB_HIGH_BG)
     wk = w.worker(b"fa", b"fb")
     w.send(wk, T.SET_CLIENT_ID, b"my-worker")
-    w.send(wk, T.CAN_DO, b"fa")  # duplicates count twice
+    w.send(wk, T.CAN_DO, b"fa")  # a duplicate registers nothing (gearmand counts it: issue 18.7)
     assert w.grab(wk, T.GRAB_JOB_UNIQ).args[0] == h2  # fb's HIGH job first
     status = w.admin(a, b"status")
     lines = sorted(status.splitlines()[:-1])
     assert status.endswith(b"\n.\n")
-    assert lines == [b"fa\t1\t0\t2", b"fb\t1\t1\t1"]
+    assert lines == [b"fa\t1\t0\t1", b"fb\t1\t1\t1"]
     prio = sorted(w.admin(a, b"PRIORITYSTATUS extra args").splitlines()[:-1])
-    assert prio == [b"fa\t0\t1\t0\t2", b"fb\t0\t0\t0\t1"]
+    assert prio == [b"fa\t0\t1\t0\t1", b"fb\t0\t0\t0\t1"]
     workers = w.admin(a, b"workers")
     assert workers == (
         # newest registration first, then round robin moved fb (which supplied a job) to the end
-        b"%d 127.0.0.1 my-worker : fa fa fb\n" % wk.fd
+        b"%d 127.0.0.1 my-worker : fa fb\n" % wk.fd
         + b"%d 127.0.0.1 - :\n" % c.fd
         + b"%d 127.0.0.1 - :\n" % a.fd
         + b".\n"
@@ -854,3 +854,41 @@ def test_create_and_drop_function(w):
     w.send(wk, T.WORK_COMPLETE, h, b"")
     w.core.disconnect(wk)
     assert w.admin(a, b"drop function f") == b"OK\r\n"
+
+
+# ---------------------------------------------------------------- graceful drain
+
+
+def test_drain_signals_idle_when_the_last_job_ends_not_before():
+    idle: list[bool] = []
+    w = World(on_idle=lambda: idle.append(True))
+    c = w.conn()
+    h1 = w.submit(c, b"f")
+    h2 = w.submit(c, b"f", kind=T.SUBMIT_JOB_BG)
+    wk = w.worker(b"f")
+    w.core.drain()
+    assert w.core.draining and idle == []
+    assert w.grab(wk).args[0] == h1
+    w.send(wk, T.WORK_COMPLETE, h1, b"done")
+    assert idle == []  # the background job is still queued
+    assert w.grab(wk).args[0] == h2
+    w.send(wk, T.WORK_FAIL, h2)
+    assert idle == [True]
+    assert w.core.jobs == {}
+
+
+def test_drain_without_jobs_is_idle_at_once_and_a_cancelled_job_counts_until_popped():
+    idle: list[bool] = []
+    w = World(on_idle=lambda: idle.append(True))
+    w.core.drain()
+    assert idle == [True]
+    idle.clear()
+    w2 = World(on_idle=lambda: idle.append(True))
+    c = w2.conn()
+    h = w2.submit(c, b"f", kind=T.SUBMIT_JOB_BG)
+    a = w2.conn()
+    w2.core.drain()
+    assert w2.admin(a, b"cancel job " + h) == b"OK\r\n"
+    assert idle == []  # gearmand keeps a cancelled job until a worker pops it, and so do we
+    assert w2.grab(w2.worker(b"f")) == pk(T.NO_JOB)
+    assert idle == [True]

@@ -77,7 +77,7 @@ def test_plaintext_and_wrong_certificates_are_refused_while_others_are_served(tl
 
 def test_server_context_requires_tls_1_2_and_client_certificates(pki):
     from gearpy.server.config import ServerConfig
-    from gearpy.server.io import make_server_ssl_context
+    from gearpy.server.tls import make_server_ssl_context
 
     cfg = ServerConfig(ssl=True, ssl_certificate=str(pki.server_cert), ssl_key=str(pki.server_key))
     ctx = make_server_ssl_context(cfg)

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from gearpy.errors import ConfigError, StoreError
-from gearpy.server.store import MemoryStore, StoredJob, open_store
-from gearpy.server.stores import gearmand_queue_url, open_durable_store
+from gearpy.server.store import MemoryStore, StoredJob
+from gearpy.server.stores import gearmand_queue_url, open_durable_store, open_store
 from gearpy.server.stores.takeover import take_over
 from gearpy.server.stores.url import parse_url
 
@@ -253,3 +253,10 @@ def test_gearmand_table_is_never_used_as_a_gearpy_table(tmp_path) -> None:
     store = open_store(f"sqlite://{path}?table=gearman_queue")
     with pytest.raises(StoreError, match="not a gearpy queue table.*takeover"):
         store.open()
+
+
+def test_one_registry_names_every_store_including_memory() -> None:
+    for url in ("memory://", "builtin://", "memory", "builtin", ""):
+        assert isinstance(open_store(url, table="ignored"), MemoryStore), url
+    with pytest.raises(ConfigError, match="known: builtin, mariadb, memory, mysql, postgres"):
+        open_store("oracle://db/x")

@@ -10,8 +10,8 @@ import gevent
 import pytest
 
 from gearpy.errors import StoreError
-from gearpy.server.store import StoredJob, open_store
-from gearpy.server.stores import GroupCommitStore
+from gearpy.server.store import StoredJob
+from gearpy.server.stores import GroupCommitStore, open_store
 
 from .test_store_roundtrip import add_all, opened
 

@@ -9,8 +9,8 @@ import gevent.event
 import pytest
 
 from gearpy.errors import StoreError
-from gearpy.server.store import QueueStore, StoredJob, open_store
-from gearpy.server.stores import GroupCommitStore
+from gearpy.server.store import QueueStore, StoredJob
+from gearpy.server.stores import GroupCommitStore, open_store
 
 
 def sid() -> str:

@@ -1,4 +1,5 @@
-"""Durable queue stores: SQLite, MySQL/MariaDB, PostgreSQL and Redis, all with group commit.
+"""The registry of queue stores (:data:`STORES`, :func:`open_store`): memory, and the durable
+SQLite, MySQL/MariaDB, PostgreSQL and Redis stores, all with group commit.
 
 Choose one with a URL (``gearpy-server -q URL``, or ``server: {queue: URL}`` in YAML)::
 
@@ -34,14 +35,24 @@ in it are moved once with::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from gearpy.errors import ConfigError
+from gearpy.server.store import MemoryStore, QueueStore
+from gearpy.server.stores import mysql_backend, postgres_backend, redis_backend, sqlite_backend
 from gearpy.server.stores.gearmand import gearmand_queue_url
 from gearpy.server.stores.group_commit import Backend, GroupCommitStore
 from gearpy.server.stores.url import StoreURL, check_identifier, parse_options, parse_url
 
-__all__ = ["Backend", "GroupCommitStore", "gearmand_queue_url", "make_backend", "open_durable_store"]
+__all__ = [
+    "Backend",
+    "GroupCommitStore",
+    "gearmand_queue_url",
+    "make_backend",
+    "open_durable_store",
+    "open_store",
+]
 
 #: Seconds a network store's commit (or any call) may wait on a silent database before it fails:
 #: with the reconnect's ``connect_timeout`` (5 s) this bounds how long a submitter waits for its
@@ -59,8 +70,7 @@ _STORE_OPTIONS = (
 
 
 def _sqlite(url: StoreURL, opts: dict[str, object]) -> Backend:
-    from gearpy.server.stores import sqlite_backend as mod
-
+    mod = sqlite_backend
     return mod.SqliteBackend(
         url.path,
         table=check_identifier(str(opts.get("table") or mod.DEFAULT_TABLE)),
@@ -76,8 +86,7 @@ def _name(url: StoreURL, default_port: int, detail: str) -> str:
 
 
 def _mysql(url: StoreURL, opts: dict[str, object]) -> Backend:
-    from gearpy.server.stores import mysql_backend as mod
-
+    mod = mysql_backend
     table = check_identifier(str(opts.get("table") or mod.DEFAULT_TABLE))
     if not url.path:
         raise ConfigError("mysql queue URL needs a database: mysql://user:pass@host:3306/DB")
@@ -95,8 +104,7 @@ def _mysql(url: StoreURL, opts: dict[str, object]) -> Backend:
 
 
 def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
-    from gearpy.server.stores import postgres_backend as mod
-
+    mod = postgres_backend
     table = check_identifier(str(opts.get("table") or mod.DEFAULT_TABLE))
     user = url.user or os.environ.get("PGUSER") or "postgres"
     return mod.PostgresBackend(
@@ -113,8 +121,7 @@ def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
 
 
 def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
-    from gearpy.server.stores import redis_backend as mod
-
+    mod = redis_backend
     # ``table`` arrives here as ``prefix`` (``OPTION_ALIASES``): ``--queue-table`` names "table or prefix".
     prefix = str(opts.get("prefix") or mod.DEFAULT_PREFIX)
     try:
@@ -136,34 +143,60 @@ def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
     )
 
 
-_BACKENDS: dict[str, tuple[str, Callable[[StoreURL, dict[str, object]], Backend]]] = {
-    "sqlite": ("sqlite_backend", _sqlite),
-    "sqlite3": ("sqlite_backend", _sqlite),
-    "mysql": ("mysql_backend", _mysql),
-    "mariadb": ("mysql_backend", _mysql),
-    "postgresql": ("postgres_backend", _postgres),
-    "postgres": ("postgres_backend", _postgres),
-    "redis": ("redis_backend", _redis),
-    "rediss": ("redis_backend", _redis),
+class StoreKind(NamedTuple):
+    """One entry of the registry: how to build the backend, and the options it adds."""
+
+    #: None for the in-memory store: nothing to connect to, nothing durable
+    backend: Callable[[StoreURL, dict[str, object]], Backend] | None
+    extra_options: Mapping[str, type]
+    #: option names accepted as another's (redis: ``table`` means ``prefix``)
+    option_aliases: Mapping[str, str] = {}
+
+
+_MEMORY = StoreKind(None, {})
+_SQLITE = StoreKind(_sqlite, sqlite_backend.EXTRA_OPTIONS)
+_MYSQL = StoreKind(_mysql, mysql_backend.EXTRA_OPTIONS)
+_POSTGRES = StoreKind(_postgres, postgres_backend.EXTRA_OPTIONS)
+_REDIS = StoreKind(_redis, redis_backend.EXTRA_OPTIONS, redis_backend.OPTION_ALIASES)
+
+#: Every queue store by URL scheme (gearmand's ``-q`` names are translated by gearmand_queue_url).
+STORES: dict[str, StoreKind] = {
+    "memory": _MEMORY,
+    "builtin": _MEMORY,
+    "sqlite": _SQLITE,
+    "sqlite3": _SQLITE,
+    "mysql": _MYSQL,
+    "mariadb": _MYSQL,
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
+    "redis": _REDIS,
+    "rediss": _REDIS,
 }
+
+
+def open_store(url: str, **options: object) -> QueueStore:
+    """Build the store named by a ``--queue`` URL (``memory://``, ``sqlite:///path``, ...)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else (url.lower() or "memory")
+    kind = STORES.get(scheme or "memory")
+    if kind is not None and kind.backend is None:
+        return MemoryStore()
+    return open_durable_store(url, **options)
 
 
 def make_backend(url: str, **options: object) -> tuple[Backend, dict[str, object], StoreURL]:
     """Parse ``url`` and options into a backend (not connected), the checked options and the URL."""
     parsed = parse_url(url)
-    entry = _BACKENDS.get(parsed.scheme)
-    if entry is None:
+    kind = STORES.get(parsed.scheme)
+    if kind is None or kind.backend is None:
         raise ConfigError(
             f"unknown queue store {parsed.scheme!r} in {parsed.redacted!r} "
-            f"(known: memory, {', '.join(sorted(_BACKENDS))})"
+            f"(known: {', '.join(sorted(STORES))})"
         )
-    module_name, factory = entry
-    module = __import__(f"gearpy.server.stores.{module_name}", fromlist=["EXTRA_OPTIONS"])
-    opts = parse_options(parsed, options, module.EXTRA_OPTIONS, getattr(module, "OPTION_ALIASES", {}))
-    if opts.get("prefix") and module_name != "redis_backend":
+    opts = parse_options(parsed, options, kind.extra_options, kind.option_aliases)
+    if opts.get("prefix") and kind is not _REDIS:
         raise ConfigError(f"'prefix' is for redis queue stores; use 'table' for {parsed.scheme}")
     try:
-        backend = factory(parsed, opts)
+        backend = kind.backend(parsed, opts)
     except ImportError as exc:
         raise ConfigError(
             f"queue store {parsed.scheme!r} needs its driver: pip install 'gearpy[{parsed.scheme}]' ({exc})"

@@ -108,9 +108,9 @@ def gearmand_queue_url(queue_type: str | None, opts: Mapping[str, Any]) -> str:
         password = info.get("password")
         creds = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
         host = info.get("host") or info.get("hostaddr") or env.get("PGHOST") or "127.0.0.1"
-        port = info.get("port") or env.get("PGPORT") or "5432"
+        pg_port = info.get("port") or env.get("PGPORT") or "5432"
         database = info.get("dbname") or env.get("PGDATABASE") or user
-        return f"postgresql://{creds}@{host}:{port}/{quote(database)}" + extra
+        return f"postgresql://{creds}@{host}:{pg_port}/{quote(database)}" + extra
     if kind == "redis":
         host = _opt(opts, "redis_server", default="127.0.0.1")
         port = int(_opt(opts, "redis_port", default=6379))

@@ -35,14 +35,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import gevent
 import gevent.event
 import gevent.lock
 
 from gearpy.errors import StoreError
-from gearpy.server.store import DurableCallback, QueueStore, StoredJob
+from gearpy.server.store import CommitListener, DurableCallback, QueueStore, StoredJob
 
 log = logging.getLogger("gearpy.server.stores")
 T = TypeVar("T")
@@ -175,7 +175,7 @@ class GroupCommitStore(QueueStore):
         self._retry_at = 0.0
         #: Called after each committed batch with (seconds the commit took, jobs written); the
         #: server's metrics set it (``commit_seconds`` / ``commit_batch`` histograms).
-        self.commit_observer: Callable[[float, int], None] | None = None
+        self.commit_observer: CommitListener | None = None
         #: Counters for tests and metrics.
         self.batches = 0
         self.jobs_written = 0
@@ -208,6 +208,10 @@ class GroupCommitStore(QueueStore):
             raise StoreError(f"cannot read queue store {self.name}: {describe(exc, self._secret)}") from None
         log.info("queue store %s: %d stored jobs to replay", self.name, len(jobs))
         return jobs
+
+    def watch_commits(self, listener: CommitListener) -> None:
+        """Report each commit's duration and size to ``listener`` (the server's metrics)."""
+        self.commit_observer = listener
 
     def add(self, job: StoredJob, on_durable: DurableCallback) -> None:
         """Queue ``job`` for the next commit; ``on_durable`` runs in the hub's thread afterwards."""
@@ -323,6 +327,7 @@ class GroupCommitStore(QueueStore):
         if not jobs and not removes:
             return None
         started = time.monotonic()
+        error: StoreError | None
         if self._last_error is not None and time.monotonic() < self._retry_at and not self._closed:
             error = StoreError(f"queue store {self.name} is unavailable ({self._last_error}); retrying")
         else:
@@ -427,7 +432,7 @@ class GroupCommitStore(QueueStore):
             ok, value = gevent.get_hub().threadpool.apply(call)
         if not ok:
             raise value
-        return value
+        return cast(T, value)
 
     def _later(self, callback: DurableCallback, error: StoreError) -> None:
         """Call back from the loop, never re-entrantly from inside add()."""

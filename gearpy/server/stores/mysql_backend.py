@@ -18,6 +18,11 @@ from typing import Any
 from gearpy.server.stores.group_commit import abort_on_close
 from gearpy.server.stores.sql import SqlBackend
 
+try:
+    import pymysql
+except ImportError:  # the optional driver: pip install 'gearpy[mysql]'; connect() says so
+    pymysql = None  # type: ignore[assignment]
+
 DEFAULT_TABLE = "gearpy_queue"
 DEFAULT_PORT = 3306
 EXTRA_OPTIONS: dict[str, type] = {}
@@ -63,8 +68,8 @@ class MysqlBackend(SqlBackend):
         )
 
     def connect(self) -> None:
-        import pymysql
-
+        if pymysql is None:
+            raise ImportError("No module named 'pymysql'")
         conn = pymysql.connect(**self._params)
         abort_on_close(getattr(conn, "_sock", None))
         try:

@@ -13,6 +13,11 @@ from typing import Any
 from gearpy.server.stores.group_commit import abort_on_close
 from gearpy.server.stores.sql import SqlBackend
 
+try:
+    import pg8000.dbapi
+except ImportError:  # the optional driver: pip install 'gearpy[postgres]'; connect() says so
+    pg8000 = None
+
 DEFAULT_TABLE = "gearpy_queue"
 DEFAULT_PORT = 5432
 EXTRA_OPTIONS: dict[str, type] = {}
@@ -41,8 +46,8 @@ class PostgresBackend(SqlBackend):
         )
 
     def connect(self) -> None:
-        import pg8000.dbapi
-
+        if pg8000 is None:
+            raise ImportError("No module named 'pg8000'")
         conn = pg8000.dbapi.connect(**self._params)
         # pg8000 uses its one ``timeout`` for the connect and every later socket call; after the
         # connect, a call waits up to commit_timeout on a silent server.

@@ -28,6 +28,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # the optional driver: pip install 'gearpy[redis]'; connect() says so
+    redis = None  # type: ignore[assignment]
+
 from gearpy.server.store import StoredJob
 from gearpy.server.stores.group_commit import Backend, abort_on_close
 
@@ -84,10 +91,8 @@ class RedisBackend(Backend):
         return f"{self.prefix}job:{store_id}".encode()
 
     def connect(self) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
+        if redis is None:
+            raise ImportError("No module named 'redis'")
         # No driver-level retries: GroupCommitStore retries once and then backs off, which keeps a
         # dead server from stalling every batch for several seconds.
         # A pool that in practice holds one connection: calls are serialised by GroupCommitStore,
@@ -111,8 +116,6 @@ class RedisBackend(Backend):
         self.client = client
 
     def _check_durability(self, client: Any) -> None:
-        import redis
-
         try:
             aof = client.config_get("appendonly").get("appendonly")
             fsync = client.config_get("appendfsync").get("appendfsync")

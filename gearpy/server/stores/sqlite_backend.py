@@ -23,6 +23,7 @@ import os
 import sqlite3
 from typing import Any
 
+from gearpy.errors import ConfigError
 from gearpy.safefiles import private_file, readable_by_others
 from gearpy.server.stores.sql import SqlBackend
 
@@ -57,8 +58,6 @@ class SqliteBackend(SqlBackend):
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
         if self.synchronous not in _SYNC_LEVELS:
-            from gearpy.errors import ConfigError
-
             raise ConfigError(f"sqlite synchronous must be one of {', '.join(_SYNC_LEVELS)}")
         self.durability = _SYNC_LEVELS[self.synchronous]
 

@@ -1,4 +1,4 @@
-"""The thin gevent layer around :class:`ServerCore`: listeners, connections, timers, signals.
+"""The thin gevent layer around :class:`ServerCore`: listeners, connections, timers.
 
 One greenlet per connection reads (large chunks), feeds the sans-I/O decoder, applies every
 complete event to the core, then flushes the output of every connection the core touched: a
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import errno
 import logging
-import signal
 import socket
 import ssl
-import sys
+import time
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
@@ -25,18 +24,21 @@ from gevent.socket import wait_read, wait_write
 from gevent.timeout import Timeout
 
 from gearpy import __version__
-from gearpy.errors import ConfigError, RemoteProtocolError, StoreError
+from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
-from gearpy.protocol import Decoder, PacketTooLarge, PacketType, encode
-from gearpy.server import certsubject
+from gearpy.metrics import parse_listen, serve_metrics
+from gearpy.protocol import AdminCommand, Decoder, Packet, PacketTooLarge
+from gearpy.server.acl import AdminPolicy, FunctionAcl
 from gearpy.server.config import ServerConfig
-from gearpy.server.core import CloseConnection, Scheduler, ServerCore
-from gearpy.server.pidfile import remove_pid_file, write_pid_file
+from gearpy.server.core import CloseConnection, ServerCore
+from gearpy.server.interfaces import TimerHandle
+from gearpy.server.metrics import ServerMetrics
+from gearpy.server.refusals import RateLimitedLog
 from gearpy.server.state import Conn
-from gearpy.server.store import QueueStore
+from gearpy.server.store import MemoryStore, QueueStore
+from gearpy.server.tls import make_server_ssl_context, peer_subject
 
 log = logging.getLogger("gearpy.server")
-T = PacketType
 
 RECV_SIZE = 256 * 1024
 #: Output queued for one connection above which it is sent at once instead of at the loop's end.
@@ -44,15 +46,23 @@ FLUSH_NOW_BYTES = 256 * 1024
 #: A connection that is readable this many times in a row yields to the others once.
 YIELD_EVERY_READS = 64
 
+#: One log line per burst of connections refused at ``max_connections``, not one per refusal.
+_refused = RateLimitedLog(log)
 
-class GeventScheduler(Scheduler):
+
+def _is_loopback(addr: Any) -> bool:
+    ip = addr[0] if isinstance(addr, tuple) and addr else ""
+    return isinstance(ip, str) and (ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1"))
+
+
+class GeventScheduler:
     """Timers on gevent's loop; after each callback, the output it produced is flushed."""
 
     def __init__(self, after: Callable[[], None]) -> None:
         self._loop = gevent.get_hub().loop
         self._after = after
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> Any:
+    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
         timer = self._loop.timer(max(0.0, delay))
 
         def fire() -> None:
@@ -66,8 +76,8 @@ class GeventScheduler(Scheduler):
         timer.start(fire)
         return timer
 
-    def cancel(self, timer: Any) -> None:
-        timer.close()
+    def cancel(self, timer: TimerHandle) -> None:
+        timer.close()  # type: ignore[attr-defined]
 
 
 class _Link:
@@ -92,33 +102,43 @@ class GearServer:
     def __init__(self, cfg: ServerConfig, store: QueueStore | None = None) -> None:
         self.cfg = cfg
         self.scheduler = GeventScheduler(self.flush)
-        prefix = cfg.job_handle_prefix.encode() if cfg.job_handle_prefix else None
+        store = store or MemoryStore()
+        #: Prometheus metrics (``metrics`` listen address set), served once :meth:`start` runs
+        self.metrics = ServerMetrics(time.time, cfg.metrics_max_functions) if cfg.metrics else None
         self.core = ServerCore(
             scheduler=self.scheduler,
             store=store,
-            handle_prefix=prefix,
+            handle_prefix=cfg.job_handle_prefix.encode() if cfg.job_handle_prefix else None,
             job_retries=cfg.job_retries,
             worker_wakeup=cfg.worker_wakeup,
             exceptions=cfg.exceptions,
             version=__version__,
             verbose=cfg.verbose.upper(),
+            clock=time.time,
+            observer=self.metrics,
             max_queued_bytes=cfg.max_queued_bytes,
+            max_jobs_per_connection=cfg.max_jobs_per_connection,
+            max_function_name=cfg.max_function_name,
+            max_idle_functions=cfg.max_idle_functions,
+            acl=FunctionAcl.load(cfg.acl_file) if cfg.acl_file else None,
+            admin_gate=AdminPolicy(cfg.admin_allow) if cfg.admin_allow else None,
+            flush=self._request_flush,
+            on_idle=self._drained,
             can_do_timeout_unit=cfg.can_do_timeout_unit,
         )
-        self.core.request_flush = self._request_flush  # type: ignore[attr-defined]
+        if self.metrics is not None:
+            self.metrics.watch(self.core)
+            store.watch_commits(self.metrics.store_committed)
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
-        self.metrics = None
-        self._metrics_server = None
-        if cfg.acl_file:
-            from gearpy.server.acl import FunctionAcl
-
-            self.core.acl = FunctionAcl.load(cfg.acl_file)
-        if cfg.admin_allow:
-            self.core.admin_allowed = AdminPolicy(cfg.admin_allow)  # type: ignore[attr-defined]
+        self._metrics_server: Any = None
         self.links: dict[int, _Link] = {}
         self.listeners: list[socket.socket] = []
         self._acceptors: list[gevent.Greenlet] = []
         self._next_id = 0
+        #: connections accepted and not yet closed, TLS handshakes included (``max_connections``)
+        self.open_connections = 0
+        #: the one connection admitted beyond ``max_connections`` for a loopback admin is in use
+        self._admin_slot_used = False
         self._flush_scheduled = False
         self._stopped = Event()
         self.exit_code = 0
@@ -127,7 +147,7 @@ class GearServer:
 
     def bind(self) -> list[tuple[str, int]]:
         """Open the listening sockets (before replay: the port is ours, nothing is accepted yet)."""
-        host = self.cfg.listen
+        host: str | None = self.cfg.listen
         if host in ("*", ""):
             host = None
         try:
@@ -136,7 +156,7 @@ class GearServer:
             )
         except socket.gaierror as exc:
             raise OSError(f"cannot resolve listen address {self.cfg.listen!r}: {exc.strerror}") from exc
-        bound = []
+        bound: list[tuple[str, int]] = []
         seen = set()
         for family, stype, proto, _, addr in infos:
             if (family, addr) in seen:
@@ -152,7 +172,8 @@ class GearServer:
                 sock.close()
                 if exc.errno == errno.EADDRINUSE and host is None and bound:
                     continue
-                raise OSError(f"cannot listen on {addr[0]}:{addr[1]}: {exc.strerror}") from exc
+                where = f"{str(addr[0])}:{str(addr[1])}"
+                raise OSError(f"cannot listen on {where}: {exc.strerror}") from exc
             sock.listen(self.cfg.backlog)
             sock.setblocking(False)
             self.listeners.append(sock)
@@ -161,7 +182,7 @@ class GearServer:
 
     def start(self) -> None:
         """Bind, replay the durable store, then start accepting."""
-        bound = self.listeners and [s.getsockname()[:2] for s in self.listeners] or self.bind()
+        bound = [s.getsockname()[:2] for s in self.listeners] if self.listeners else self.bind()
         store = self.core.store
         store.open()
         replayed = 0
@@ -181,22 +202,19 @@ class GearServer:
                 port,
                 " (TLS)" if self.ssl_context else "",
             )
-        if self.cfg.metrics:
-            self.start_metrics(self.cfg.metrics)
+        if self.metrics is not None and self.cfg.metrics:
+            self._start_metrics(self.metrics, self.cfg.metrics)
 
-    def start_metrics(self, listen: str) -> None:
+    def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
-        from gearpy.metrics import parse_listen, serve_metrics
-        from gearpy.server.metrics import ServerMetrics
-
-        self.metrics = ServerMetrics(self.core)
-        self.core.observer = self.metrics
-        self.core.timing = True
-        store = self.core.store
-        if hasattr(store, "commit_observer"):
-            store.commit_observer = self.metrics.store_committed
         address = parse_listen(listen)
-        self._metrics_server = serve_metrics(address, self.metrics.registry, self.health)
+        self._metrics_server = serve_metrics(
+            address,
+            metrics.registry,
+            self.health,
+            max_connections=self.cfg.metrics_max_connections,
+            timeout=self.cfg.metrics_timeout,
+        )
         log.log(NOTICE, "metrics on http://%s:%d/metrics", *address)
 
     def health(self) -> tuple[bool, str]:
@@ -232,14 +250,11 @@ class GearServer:
         """Graceful stop (SIGUSR1, like gearmand): refuse new connections, exit once no job is left."""
         log.log(NOTICE, "graceful shutdown: no new connections; waiting for %d job(s)", len(self.core.jobs))
         self._close_listeners()
-        self.core.draining = True
+        self.core.drain()
 
-        def wait() -> None:
-            while not self.core.idle():
-                gevent.sleep(0.1)
-            self.stop()
-
-        gevent.spawn(wait)
+    def _drained(self) -> None:
+        """The core's signal that a drain found no job left: stop, outside the caller's greenlet."""
+        gevent.spawn(self.stop)
 
     def _close_listeners(self) -> None:
         for g in self._acceptors:
@@ -267,11 +282,28 @@ class GearServer:
                 if exc.errno in (errno.ECONNABORTED, errno.EINTR):
                     continue
                 return
-            if len(self.links) >= self.cfg.max_connections:
-                log.warning("refusing connection from %s: %d connections open", addr[0], len(self.links))
-                sock.close()
-                continue
-            gevent.spawn(self._serve, sock, addr)
+            admin_only = False
+            if self.open_connections >= self.cfg.max_connections:
+                if self._admin_slot_used or not _is_loopback(addr):
+                    _refused.warning(
+                        "refusing connection from %s: %d connections open (max_connections)",
+                        addr[0] if isinstance(addr, tuple) else addr,
+                        self.open_connections,
+                    )
+                    sock.close()
+                    continue
+                admin_only = self._admin_slot_used = True
+            self.open_connections += 1
+            gevent.spawn(self._serve_counted, sock, addr, admin_only)
+
+    def _serve_counted(self, sock: socket.socket, addr: Any, admin_only: bool) -> None:
+        """Serve one connection, counted from accept to close (the TLS handshake included)."""
+        try:
+            self._serve(sock, addr, admin_only)
+        finally:
+            self.open_connections -= 1
+            if admin_only:
+                self._admin_slot_used = False
 
     def _setup_socket(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -290,7 +322,7 @@ class GearServer:
 
     # ---------------------------------------------------------------- one connection
 
-    def _serve(self, sock: socket.socket, addr: Any) -> None:
+    def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
         self._setup_socket(sock)
         if self.ssl_context is not None:
             tls = self._handshake(sock, addr)
@@ -302,15 +334,15 @@ class GearServer:
         port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
         conn = Conn(self._next_id, sock.fileno(), ip, port)
         link = _Link(sock, conn)
-        link.reader = gevent.getcurrent()  # type: ignore[assignment]
+        link.reader = gevent.getcurrent()
         if isinstance(sock, ssl.SSLSocket):
-            conn.peer_cert_subject = _subject(sock.getpeercert())
+            conn.peer_cert_subject = peer_subject(sock.getpeercert())
         self.links[conn.id] = link
         core = self.core
         metrics = self.metrics
         if metrics is not None:
             metrics.connections.inc()
-        packet_timeout = self.cfg.packet_timeout or None
+        packet_timeout = self.cfg.packet_timeout  # 0: no limit
         hub = gevent.get_hub()
         run_callback = hub.loop.run_callback
         # One read watcher for the connection's life: wait_read() would make (and register with
@@ -322,7 +354,8 @@ class GearServer:
         log.info("connection %d from %s:%s opened", conn.id, ip, port)
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
         recv = sock.recv
-        handle = core.handle
+        handle = _admin_lines_only(core.handle) if admin_only else core.handle
+        idle_timeout = self.cfg.idle_timeout  # 0: none
         partial_since: float | None = None
         reads = 0
         reason = "closed by peer"
@@ -346,6 +379,15 @@ class GearServer:
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
                             break
+                    elif idle_timeout and not (conn.abilities or conn.waiting or conn.jobs):
+                        # Silent, and neither a worker nor waiting for a result: it holds a slot
+                        # for nothing.
+                        try:
+                            with Timeout(idle_timeout, _PacketTimeout):
+                                hub_wait(readable)
+                        except _PacketTimeout:
+                            reason = "closed: idle timeout"
+                            break
                     else:
                         hub_wait(readable)
                     continue
@@ -366,12 +408,9 @@ class GearServer:
                     reason = f"closed: {exc}"
                     conn.closing = True
                 except PacketTooLarge as exc:
-                    # A limit of ours, not gearmand's: say why before closing, and log it.
                     reason = f"closed: {exc}"
                     log.warning("connection %d from %s: %s", conn.id, ip, exc)
-                    conn.push(encode(T.ERROR, b"ARGUMENT_TOO_LARGE", str(exc).encode()))
-                    core.dirty.add(conn)
-                    conn.closing = True
+                    core.reject_packet_too_large(conn, str(exc))
                 except RemoteProtocolError as exc:
                     reason = f"protocol error: {exc}"
                     conn.closing = True
@@ -493,6 +532,14 @@ class GearServer:
                     log.warning("connection %d stopped reading; disconnecting", conn.id)
                     self._close_link(link)
                 continue
+            if conn.out_bytes > self.cfg.max_output_buffer:
+                # Checked before the join: output queued as many references to one result (a job
+                # submitted a thousand times on this connection) must not become a thousand copies.
+                log.warning(
+                    "connection %d: %d bytes of output queued; disconnecting", conn.id, conn.out_bytes
+                )
+                self._close_link(link)
+                continue
             data = conn.take_output()
             if not data:
                 continue
@@ -558,124 +605,21 @@ def _user_timeout_ms(cfg: ServerConfig) -> int:
 
 
 class _PacketTimeout(Exception):
-    """A peer left a packet or a TLS handshake unfinished for too long."""
+    """A peer left a packet or a TLS handshake unfinished, or a connection idle, for too long."""
 
 
-def _subject(cert: dict | None) -> str | None:
-    """A peer certificate's subject, escaped so that it compares structurally (ACLs, admin-allow, logs)."""
-    return certsubject.of_peercert(cert)
+def _admin_lines_only(
+    handle: Callable[[Conn, Packet | AdminCommand], None],
+) -> Callable[[Conn, Packet | AdminCommand], None]:
+    """The core's ``handle`` for the connection kept for a loopback admin: binary packets close it.
 
-
-def make_server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
-    """TLS 1.2 or newer; client certificates required when a CA file is given."""
-    if not cfg.ssl_certificate or not cfg.ssl_key:
-        raise ConfigError("--ssl needs --ssl-certificate and --ssl-key")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(cfg.ssl_certificate, cfg.ssl_key)
-        if cfg.ssl_ca_file:
-            ctx.load_verify_locations(cfg.ssl_ca_file)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"cannot load TLS certificate/key/CA: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
-    return ctx
-
-
-class AdminPolicy:
-    """Who may run mutating admin commands: addresses, networks and certificate subjects."""
-
-    def __init__(self, entries: list[str]) -> None:
-        import ipaddress
-
-        self.networks = []
-        self.subjects = set()
-        for entry in entries:
-            entry = entry.strip()
-            if not entry:
-                continue
-            if entry.startswith("cert:"):
-                self.subjects.add(certsubject.canonical(entry[5:]))
-                continue
-            if entry == "loopback":
-                entry = "127.0.0.0/8"
-                self.networks.append(ipaddress.ip_network("::1/128"))
-            try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                raise ConfigError(
-                    f"admin_allow: not an address, network or cert:SUBJECT: {entry!r}"
-                ) from None
-
-    def __call__(self, conn: Conn) -> bool:
-        import ipaddress
-
-        if conn.peer_cert_subject is not None and conn.peer_cert_subject in self.subjects:
-            return True
-        try:
-            ip = ipaddress.ip_address(conn.ip)
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks if net.version == ip.version)
-
-
-def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
-    """SIGTERM/SIGINT stop, SIGUSR1 drains gracefully, SIGHUP reopens the log, SIGPIPE ignored."""
-
-    def stop() -> None:
-        log.log(NOTICE, "stopping on signal")
-        server.stop()
-
-    gevent.signal_handler(signal.SIGTERM, stop)
-    gevent.signal_handler(signal.SIGINT, stop)
-    gevent.signal_handler(signal.SIGUSR1, server.drain)
-    gevent.signal_handler(signal.SIGHUP, on_hup)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-
-
-def run(
-    cfg: ServerConfig,
-    store: QueueStore,
-    on_hup: Callable[[], None],
-    ready: Callable[[str | None], None] | None = None,
-    after_bind: Callable[[], None] | None = None,
-) -> int:
-    """Run a server until a signal stops it; returns the exit status.
-
-    ``after_bind`` runs once the port is bound (dropping privileges); ``ready`` is told when the
-    server serves, or why it could not (a daemonizing parent waits for it).
+    That slot exists so that an operator can still run ``gearadmin --status`` (or ``gearpy-client
+    status``) when ``max_connections`` are taken; a worker or client must not take it.
     """
-    try:
-        server = GearServer(cfg, store)
-        server.bind()
-        if after_bind is not None:
-            after_bind()
-        server.start()
-    except (OSError, StoreError, ConfigError) as exc:
-        if ready is not None:  # a daemonizing parent prints it and exits 1
-            ready(f"gearpy-server: {exc}\n")
-        else:
-            print(f"gearpy-server: {exc}", file=sys.stderr)
-        return 1
-    if ready is not None:
-        ready(None)
-    if cfg.pid_file:
-        try:
-            write_pid_file(cfg.pid_file)
-        except OSError as exc:
-            print(f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}", file=sys.stderr)
-            server.stop()
-            return 1
-    install_signals(server, on_hup)
-    try:
-        return server.serve_forever()
-    finally:
-        if cfg.pid_file:
-            try:
-                remove_pid_file(cfg.pid_file)
-            except OSError:
-                pass
+
+    def admin_only(conn: Conn, event: Packet | AdminCommand) -> None:
+        if isinstance(event, Packet):
+            raise CloseConnection("binary packet on the connection kept for a loopback admin")
+        handle(conn, event)
+
+    return admin_only

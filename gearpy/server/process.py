@@ -1,0 +1,78 @@
+"""Running the job server as a process: start-up, signals, the pid file, the exit status.
+
+:mod:`gearpy.server.cli` parses options and calls :func:`run`; :class:`~gearpy.server.net.GearServer`
+knows nothing of signals or files, so embedding a server (tests, an application) needs none of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+import gevent
+
+from gearpy.errors import ConfigError, StoreError
+from gearpy.logs import NOTICE
+from gearpy.server.config import ServerConfig
+from gearpy.server.net import GearServer
+from gearpy.server.pidfile import remove_pid_file, write_pid_file
+from gearpy.server.store import QueueStore
+
+log = logging.getLogger("gearpy.server")
+
+
+def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT stop, SIGUSR1 drains gracefully, SIGHUP reopens the log, SIGPIPE ignored."""
+
+    def stop() -> None:
+        log.log(NOTICE, "stopping on signal")
+        server.stop()
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    gevent.signal_handler(signal.SIGINT, stop)
+    gevent.signal_handler(signal.SIGUSR1, server.drain)
+    gevent.signal_handler(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def run(
+    cfg: ServerConfig,
+    store: QueueStore,
+    on_hup: Callable[[], None],
+    ready: Callable[[str | None], None] | None = None,
+    after_bind: Callable[[], None] | None = None,
+) -> int:
+    """Run a server until a signal stops it; returns the exit status.
+
+    ``after_bind`` runs once the port is bound (dropping privileges); ``ready`` is told when the
+    server serves, or why it could not (a daemonizing parent waits for it).
+    """
+    try:
+        server = GearServer(cfg, store)
+        server.bind()
+        if after_bind is not None:
+            after_bind()
+        server.start()
+    except (OSError, StoreError, ConfigError) as exc:
+        if ready is not None:  # a daemonizing parent prints it and exits 1
+            ready(f"gearpy-server: {exc}\n")
+        else:
+            print(f"gearpy-server: {exc}", file=sys.stderr)
+        return 1
+    if ready is not None:
+        ready(None)
+    if cfg.pid_file:
+        try:
+            write_pid_file(cfg.pid_file)
+        except OSError as exc:
+            print(f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}", file=sys.stderr)
+            server.stop()
+            return 1
+    install_signals(server, on_hup)
+    try:
+        return server.serve_forever()
+    finally:
+        if cfg.pid_file:
+            remove_pid_file(cfg.pid_file)
