@@ -30,6 +30,7 @@ from support.pki import Pki, make_pki, tls_server_args
 from support.raw import Session
 from support.servers import server_of
 from support.stores import KINDS, FaultProxy, Service, make_service
+from support.workers import stop_procs
 
 # ---------------------------------------------------------------- servers
 
@@ -203,10 +204,7 @@ def procs() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
         return p
 
     yield start
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=10)
+    stop_procs(*started)
 
 
 # ---------------------------------------------------------------- markers
