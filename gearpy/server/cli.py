@@ -87,6 +87,13 @@ def _gearmand_queue_options(f: _F) -> _F:
     default=None,
     help="Accepted for gearmand compatibility; round robin is always on.",
 )
+@click.option(
+    "--can-do-timeout-unit",
+    default=None,
+    type=click.Choice(["ms", "s"]),
+    help="Unit of workers' CAN_DO_TIMEOUT values: ms (gearmand 1.1.19+) or s (older gearmand, PHP "
+    "manual, Perl). [ms]",
+)
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")

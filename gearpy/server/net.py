@@ -105,6 +105,7 @@ class GearServer:
             admin_gate=AdminPolicy(cfg.admin_allow) if cfg.admin_allow else None,
             flush=self._request_flush,
             on_idle=self._drained,
+            can_do_timeout_unit=cfg.can_do_timeout_unit,
         )
         if self.metrics is not None:
             self.metrics.watch(self.core)
