@@ -21,17 +21,12 @@ LAZY_BY_DESIGN = {
     "gearpy/worker/__init__.py",
 }
 
-#: Modules whose imports in functions are being moved on branches not merged yet (the CLI kit and
-#: the client/worker API work, which adds recycle.py): delete each entry once it is clean.
+#: Modules whose imports in functions are moved on the CLI-kit branch, not merged yet: delete each
+#: entry once it is clean.
 PENDING_ELSEWHERE = {
     "gearpy/client/cli.py",
     "gearpy/worker/cli.py",
-    "gearpy/worker/recycle.py",
-    "gearpy/worker/runtime.py",
-    "gearpy/worker/tasks.py",
 }
-#: An import cycle removed on the client/worker API branch (job.py gets a protocol for its connection).
-PENDING_CYCLES = [["gearpy.client.connection", "gearpy.client.job"]]
 
 
 def _modules() -> dict[str, Path]:
@@ -184,7 +179,7 @@ def test_lazy_by_design_is_still_needed() -> None:
 def test_no_import_cycles() -> None:
     graph = {name: _imports(name) for name in MODULES}
     assert graph["gearpy.server.net"] >= {"gearpy.server.core", "gearpy.server.tls"}  # the graph is real
-    assert [c for c in _cycles(graph) if c not in PENDING_CYCLES] == []
+    assert _cycles(graph) == []
 
 
 def test_the_cycle_finder_finds_cycles() -> None:

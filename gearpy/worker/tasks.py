@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
+import gevent
+
 from gearpy.codecs import Codec, get_codec
 from gearpy.errors import ConfigError, GearpyError, GearpyTimeoutError
 
@@ -173,8 +175,6 @@ class Task:
     def _attempt(self, job: JobContext, payload: Any) -> Any:
         if self.timeout is None:
             return self.fn(job, payload)
-        import gevent
-
         timer = gevent.Timeout(self.timeout)
         timer.start()
         try:
@@ -188,8 +188,6 @@ class Task:
 
 
 def _sleep(seconds: float) -> None:
-    import gevent
-
     gevent.sleep(seconds)
 
 
