@@ -114,6 +114,13 @@ def _gearmand_queue_options(f: F) -> F:
     "-w", "--worker-wakeup", default=None, type=int, help="Sleeping workers woken per job; 0 = all."
 )
 @click.option("-R", "--round-robin", is_flag=True, default=None, help="Ignored: round robin is always on.")
+@click.option(
+    "--can-do-timeout-unit",
+    default=None,
+    type=click.Choice(["ms", "s"]),
+    help="Unit of workers' CAN_DO_TIMEOUT values: ms (gearmand 1.1.19+) or s (older gearmand, PHP "
+    "manual, Perl).",
+)
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix (none = H:<hostname>).")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="Ignored: TCP keepalive is always on.")

@@ -87,6 +87,11 @@ PROG = "gearpy-worker"
     help="Serve Prometheus /metrics and /healthz here; with --processes, process k uses PORT+k.",
 )
 @client_tls_options()
+@click.option(
+    "--can-do-timeout-unit",
+    type=click.Choice(["ms", "s"]),
+    help="Unit the servers read task timeouts in (their --can-do-timeout-unit).",
+)
 @click.option("--max-packet-size", type=int, metavar="BYTES", help="Largest result packet body sent.")
 @log_level_option("--log-level", "log_level")
 @log_format_option()

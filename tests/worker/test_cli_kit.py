@@ -66,7 +66,8 @@ def test_help_defaults_exit_codes_and_environment(workdir):
     assert "``" not in text
     assert "6    cannot import the task modules" in text and "130  interrupted by Ctrl-C" in text
     assert "3    cannot connect" not in text  # the client's code is not listed for the worker
-    assert "Environment: every setting is also a variable (GEARPY_CLIENT_ID," in text
+    assert "Environment: every setting is also a variable (GEARPY_" in text
+    assert "GEARPY_CLIENT_ID," in " ".join(text.split())
     options = text.split("Options:")[1].split("\n\n")[0]
     for entry in re.split(r"\n  (?=-)", options.strip()):
         if not entry.startswith(("-h, --help", "-V, --version")):
