@@ -40,7 +40,7 @@ C = TypeVar("C")
 #: The sections of the shared YAML file, one per program.
 SECTIONS = ("server", "worker", "client")
 #: Top-level keys of the YAML file that every program with such a setting reads.
-SHARED_KEYS = ("servers", "workers_key")
+SHARED_KEYS = ("servers", "workers_key", "can_do_timeout_unit")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 #: An empty value is false: ``GEARPY_SSL=`` (or ``?require_aof=``) turns the setting off.

@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from gearpy.client.config import ClientConfig
+from gearpy.config import SHARED_KEYS
 from gearpy.server.config import ServerConfig
 from gearpy.worker.config import WorkerConfig
 
@@ -25,7 +26,7 @@ PROGRAMS: list[tuple[str, type, str]] = [
     ("worker", WorkerConfig, "gearpy-worker"),
     ("client", ClientConfig, "gearpy-client and gearpy.client"),
 ]
-SHARED = {"servers", "workers_key", "can_do_timeout_unit"}
+SHARED = set(SHARED_KEYS)
 
 
 def field_docs(cls: type) -> dict[str, str]:
