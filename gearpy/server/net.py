@@ -388,8 +388,11 @@ class GearServer:
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
                             break
-                    elif idle_timeout and not (conn.abilities or conn.waiting or conn.jobs):
-                        # Silent, and neither a worker nor waiting for a result: it holds a slot
+                    elif idle_timeout and not (
+                        conn.abilities or conn.waiting or conn.jobs or conn.pending or conn.out_bytes
+                    ):
+                        # Silent, and neither a worker nor waiting for a result, a durable commit
+                        # (a background submit's JOB_CREATED) or unsent output: it holds a slot
                         # for nothing.
                         try:
                             with Timeout(idle_timeout, _PacketTimeout):

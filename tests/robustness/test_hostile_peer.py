@@ -335,6 +335,23 @@ def test_idle_timeout_closes_connections_that_hold_nothing(make_server):
 
 
 @pytest.mark.slow
+def test_idle_timeout_spares_a_submit_waiting_for_a_slow_commit(make_server, service_of, fault_proxy):
+    # A background submit whose JOB_CREATED waits for a durable commit is not idle: closing it
+    # makes the client fail over and submit the job twice.
+    svc = service_of("redis")
+    proxy = fault_proxy(svc.port)
+    server = make_server("--idle-timeout", "1", "-q", svc.url_for(proxy.port))
+    client = connect(server)
+    echo_ok(client)
+    proxy.delay(1.5)  # each way: the commit takes ~3 s, three idle timeouts
+    client.sendall(encode_request(T.SUBMIT_JOB_BG, b"slow", b"", b"durable"))
+    created = read_packets(client, 1, timeout=20)[0]
+    assert created.kind == T.JOB_CREATED, created
+    proxy.heal()
+    echo_ok(client)
+
+
+@pytest.mark.slow
 def test_metrics_listener_has_a_connection_limit_and_a_timeout(make_server):
     port = free_port()
     server = make_server(
