@@ -317,7 +317,8 @@ class JobBook:
             c.waiting.pop(job, None)
         job.clients = ()
         if job.store_id is not None:
-            self.store.remove(job.store_id)
+            if not self.durable.remove_when_committed(job):
+                self.store.remove(job.store_id)
             job.store_id = None
 
     def drop_payload(self, job: Job) -> None:
