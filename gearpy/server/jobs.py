@@ -106,7 +106,8 @@ class JobBook:
 
         ``conn`` is None for replayed jobs. Returns the job, or None when it was refused.
         """
-        fn = self.functions.get(name) or self.index.function(name)
+        # Created only once the job is accepted: refused submits must not leave functions behind.
+        fn = self.functions.get(name)
         if not unique:
             key = None
         elif len(unique) >= MAX_UNIQUE:
@@ -118,11 +119,12 @@ class JobBook:
             job = self.uniques.get(key) if key is not None else None
             if job is not None and not job.ignore:
                 return self._coalesce(conn, job, background)
-        limit = fn.max_queue[priority]
-        if limit > 0 and fn.total >= limit:
-            if conn is not None:
-                self.send(conn, ERR_QUEUE_FULL)
-            return None
+        if fn is not None:  # (a new function holds no job: below any limit)
+            limit = fn.max_queue[priority]
+            if limit > 0 and fn.total >= limit:
+                if conn is not None:
+                    self.send(conn, ERR_QUEUE_FULL)
+                return None
         size = JOB_BYTES + len(payload) + len(reducer)
         if unique:
             size += UNIQUE_BYTES + len(unique) + len(name)
@@ -133,6 +135,8 @@ class JobBook:
             if self.max_jobs_per_connection and conn.submitted >= self.max_jobs_per_connection:
                 self.send(conn, ERR_CONNECTION_JOBS)
                 return None
+        if fn is None:
+            fn = self.index.function(name)
         self.queued_bytes += size
         self._handle_counter += 1
         handle = self.handle_prefix + str(self._handle_counter).encode()

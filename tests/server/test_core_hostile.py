@@ -138,4 +138,13 @@ def test_a_full_queue_refusal_does_not_leave_the_function_behind():
     core.connect(c)
     for i in range(100):
         send(core, c, T.SUBMIT_JOB_BG, b"f%d" % i, b"", b"x")
-    assert not core.jobs and len(core.functions) <= 3
+    assert not core.jobs and not core.functions
+
+
+def test_a_per_connection_refusal_does_not_create_the_function():
+    core = new_core(max_jobs_per_connection=1)
+    c = Conn(1)
+    core.connect(c)
+    for i in range(10):
+        send(core, c, T.SUBMIT_JOB_BG, b"f%d" % i, b"", b"x")
+    assert len(core.jobs) == 1 and list(core.functions) == [b"f0"]
