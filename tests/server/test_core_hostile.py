@@ -148,3 +148,28 @@ def test_a_per_connection_refusal_does_not_create_the_function():
     for i in range(10):
         send(core, c, T.SUBMIT_JOB_BG, b"f%d" % i, b"", b"x")
     assert len(core.jobs) == 1 and list(core.functions) == [b"f0"]
+
+
+def test_forgetting_many_jobs_that_share_a_unique_is_linear():
+    """GET_STATUS_UNIQUE's index: n jobs with one unique (any function) are forgotten in O(n)."""
+    from gearpy.server.index import JobIndex
+    from gearpy.server.state import Function, Job
+
+    index = JobIndex()
+    fn = Function(b"f", 1)
+    n = 40_000
+    jobs = [Job(b"H:%d" % i, fn, b"shared", b"%d" % i, 1, True, 0, b"") for i in range(n)]
+    t0 = time.perf_counter()
+    for job in jobs:
+        index.add_unique(job, None)
+    added = time.perf_counter() - t0
+    assert index.newest_with_unique(b"shared") is jobs[-1]
+    index.forget_unique(jobs[-1])
+    assert index.newest_with_unique(b"shared") is jobs[-2]
+    t0 = time.perf_counter()
+    for job in reversed(jobs[:-1]):  # newest first: the worst order for a list
+        index.forget_unique(job)
+    forgotten = time.perf_counter() - t0
+    assert index.newest_with_unique(b"shared") is None and not index.by_unique
+    # O(n): about the cost of adding them; a list (O(n) per removal) took ~200 times longer
+    assert forgotten < 20 * added + 0.5, (added, forgotten)
