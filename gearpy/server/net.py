@@ -28,6 +28,7 @@ from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
 from gearpy.metrics import parse_listen, serve_metrics
 from gearpy.protocol import AdminCommand, Decoder, Packet, PacketTooLarge
+from gearpy.server import certsubject
 from gearpy.server.acl import AdminPolicy, FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, ServerCore
@@ -37,7 +38,7 @@ from gearpy.server.metrics import ServerMetrics
 from gearpy.server.refusals import RateLimitedLog
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
-from gearpy.server.tls import make_server_ssl_context, peer_subject
+from gearpy.server.tls import make_server_ssl_context
 from gearpy.transport import enable_keepalive
 
 log = logging.getLogger("gearpy.server")
@@ -333,19 +334,19 @@ class GearServer:
 
     def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
         self._setup_socket(sock)
+        subject: str | None = None
         if self.ssl_context is not None:
-            tls = self._handshake(sock, addr)
-            if tls is None:
+            shaken = self._handshake(sock, addr)
+            if shaken is None:
                 return
-            sock = tls
+            sock, subject = shaken
         self._next_id += 1
         ip = addr[0] if isinstance(addr, tuple) else "-"
         port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
         conn = Conn(self._next_id, sock.fileno(), ip, port)
         link = _Link(sock, conn)
         link.reader = gevent.getcurrent()
-        if isinstance(sock, ssl.SSLSocket):
-            conn.peer_cert_subject = peer_subject(sock.getpeercert())
+        conn.peer_cert_subject = subject
         self.links[conn.id] = link
         core = self.core
         metrics = self.metrics
@@ -475,8 +476,12 @@ class GearServer:
         finally:
             link.resume = None
 
-    def _handshake(self, sock: socket.socket, addr: Any) -> ssl.SSLSocket | None:
-        """TLS handshake without blocking the loop, bounded by ``handshake_timeout``."""
+    def _handshake(self, sock: socket.socket, addr: Any) -> tuple[ssl.SSLSocket, str | None] | None:
+        """TLS handshake without blocking the loop, bounded by ``handshake_timeout``.
+
+        Returns the TLS socket and the peer certificate's subject, read here too: a peer gone
+        right after the handshake (getpeercert: ENOTCONN) is closed like a failed handshake.
+        """
         assert self.ssl_context is not None
         try:
             tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
@@ -490,7 +495,7 @@ class GearServer:
                 while True:
                     try:
                         tls.do_handshake()
-                        return tls
+                        return tls, certsubject.of_peercert(tls.getpeercert())
                     except ssl.SSLWantReadError:
                         wait_read(fd)
                     except ssl.SSLWantWriteError:

@@ -1,22 +1,15 @@
-"""The server's TLS set-up: the SSL context from the configuration, and the peer's subject.
+"""The server's TLS set-up: the SSL context from the configuration.
 
 The handshake itself is I/O and stays in :mod:`gearpy.server.net`; what a certificate subject
-may do is decided in :mod:`gearpy.server.acl`.
+may do is decided in :mod:`gearpy.server.acl` (the subject: :mod:`gearpy.server.certsubject`).
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Any
 
 from gearpy.errors import ConfigError
-from gearpy.server import certsubject
 from gearpy.server.config import ServerConfig
-
-
-def peer_subject(cert: dict[str, Any] | None) -> str | None:
-    """A peer certificate's subject, escaped so that it compares structurally (ACLs, admin-allow, logs)."""
-    return certsubject.of_peercert(cert)
 
 
 def make_server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
