@@ -61,16 +61,22 @@ def run(
         else:
             print(f"gearpy-server: {exc}", file=sys.stderr)
         return 1
-    if ready is not None:
-        ready(None)
+    # The pid file and the signal handlers first, then ``ready``: a daemonizing parent exits on
+    # it, and whoever then reads the pid file or sends a signal must find both in place.
     if cfg.pid_file:
         try:
             write_pid_file(cfg.pid_file)
         except OSError as exc:
-            print(f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}", file=sys.stderr)
+            message = f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}\n"
+            if ready is not None:
+                ready(message)
+            else:
+                print(message, end="", file=sys.stderr)
             server.stop()
             return 1
     install_signals(server, on_hup)
+    if ready is not None:
+        ready(None)
     try:
         return server.serve_forever()
     finally:
