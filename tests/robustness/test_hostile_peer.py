@@ -391,3 +391,15 @@ def test_gearpy_client_reads_gearmands_raw_names_safely(gearmand_server):
     out = subprocess.run([*cli, "--json", "status"], capture_output=True, timeout=60).stdout
     assert {r["function"]: r["total"] for r in json.loads(out)} == {"tab\tname": 1, "esc\x1b[2Jname": 0}
     w.close()
+
+
+def test_workers_listing_escapes_spaces_in_function_names(make_server):
+    """``workers`` is space-separated: a space inside a function name must not split it in two."""
+    server = make_server()
+    w = connect(server)
+    w.sendall(encode_request(T.CAN_DO, b"has space") + encode_request(T.CAN_DO, b"plain"))
+    echo_ok(w)
+    rows = [line for line in admin(server, b"workers").splitlines() if line.endswith((b"plain", b"space"))]
+    assert len(rows) == 1, rows
+    assert sorted(rows[0].split(b" :", 1)[1].split()) == [rb"has\x20space", b"plain"], rows
+    w.close()
