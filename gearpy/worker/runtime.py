@@ -268,8 +268,12 @@ class Worker:
     # -- what the links call (gearpy.worker.link.GrabPolicy) --------------------------------------
     def acquire_grab(self) -> bool:
         self.slots.acquire()
-        if not self.stopping and self._hooks.before_grab():
-            return True
+        try:
+            if not self.stopping and self._hooks.before_grab():
+                return True
+        except BaseException:  # link.interrupt() killed us inside a hook: give the slot back
+            self.slots.release()
+            raise
         self.slots.release()
         return False
 
