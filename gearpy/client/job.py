@@ -231,6 +231,10 @@ class JobTracker:
         self.events.append(ev)
         return [(fn, ev) for fn in self.callbacks[ev.kind]]
 
+    def give_up(self, state: JobState, error: GearpyError) -> None:
+        """The client ends a submit it has no answer to (a batch's timeout, no server left)."""
+        self._finish(state, error)
+
     def _finish(self, state: JobState, error: GearpyError | None) -> None:
         self.state = state
         self.error = error
