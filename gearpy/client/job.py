@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from gearpy.client.status import StatusReply
+from gearpy.client.status import StatusReply, _int
 from gearpy.codecs import Codec, get_codec
 from gearpy.errors import (
     GearpyConnectionError,
@@ -95,13 +95,6 @@ class JobEvent:
         if self.kind == "warning":
             return self.data.decode("utf-8", "replace")
         return (self.numerator, self.denominator)
-
-
-def _int(b: bytes) -> int:
-    try:
-        return int(b or b"0")
-    except ValueError:
-        return 0
 
 
 class JobConnection(Protocol):
