@@ -173,3 +173,30 @@ def test_forgetting_many_jobs_that_share_a_unique_is_linear():
     assert index.newest_with_unique(b"shared") is None and not index.by_unique
     # O(n): about the cost of adding them; a list (O(n) per removal) took ~200 times longer
     assert forgotten < 20 * added + 0.5, (added, forgotten)
+
+
+def test_coalesced_foreground_submits_count_against_the_per_connection_limit():
+    """Each coalesced submit costs a reply per result: without the cap they were unlimited."""
+    from gearpy.protocol import Decoder
+
+    def kinds(conn: Conn) -> list[T]:
+        dec = Decoder(max_packet_size=1 << 20)
+        dec.feed(conn.take_output())
+        return [e.kind for e in dec.events()]
+
+    core = new_core(max_jobs_per_connection=3)
+    c, w = Conn(1), Conn(2)
+    core.connect(c)
+    core.connect(w)
+    for _ in range(5):
+        core.handle(c, Packet(T.SUBMIT_JOB, (b"f", b"u1", b"x"), True))
+    assert kinds(c) == [T.JOB_CREATED] * 3 + [T.ERROR] * 2
+    send(core, w, T.CAN_DO, b"f")
+    send(core, w, T.GRAB_JOB)
+    [handle] = list(core.jobs)
+    core.handle(w, Packet(T.WORK_COMPLETE, (handle, b"done"), True))
+    assert kinds(c) == [T.WORK_COMPLETE] * 3
+    assert c.submitted == 0 and not core.jobs
+    for _ in range(3):  # the allowance is back
+        core.handle(c, Packet(T.SUBMIT_JOB, (b"f", b"u2", b"x"), True))
+    assert kinds(c) == [T.JOB_CREATED] * 3
