@@ -42,6 +42,8 @@ from gearpy.server.tls import make_server_ssl_context
 from gearpy.transport import enable_keepalive
 
 log = logging.getLogger("gearpy.server")
+#: How long a connection being closed by the server may take to send its last output.
+CLOSING_DRAIN_SECONDS = 2.0
 
 RECV_SIZE = 256 * 1024
 #: Output queued for one connection above which it is sent at once instead of at the loop's end.
@@ -438,6 +440,12 @@ class GearServer:
                     self.flush()
                     if reason == "closed by peer":
                         reason = "closed by server"
+                    writer = link.writer
+                    if writer is not None and not link.closed:
+                        # The last words (an ERROR) may sit behind a backlog: let the writer send
+                        # them, for a bounded time; it closes the link itself once done.
+                        link.reader = None  # (so that closing does not kill this greenlet)
+                        writer.join(timeout=CLOSING_DRAIN_SECONDS)
                     break
                 reads += 1
                 if conn.pending > self.cfg.max_pending_commits:

@@ -403,3 +403,35 @@ def test_workers_listing_escapes_spaces_in_function_names(make_server):
     assert len(rows) == 1, rows
     assert sorted(rows[0].split(b" :", 1)[1].split()) == [rb"has\x20space", b"plain"], rows
     w.close()
+
+
+def test_last_error_is_sent_even_behind_a_backlog(make_server):
+    """A connection closed by the server (oversized packet) gets its ERROR even when earlier
+    replies still wait in the writer's backlog: the close waits (briefly) for them to go out."""
+    import struct
+
+    from gearpy.protocol import Decoder
+
+    server = make_server("--max-packet-size", "2000000")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((server.host, server.port))
+    s.settimeout(20)
+    big = b"e" * 1_000_000
+    s.sendall(encode_request(T.ECHO_REQ, big) * 6 + b"\0REQ" + struct.pack(">II", int(T.ECHO_REQ), 3_000_000))
+    time.sleep(0.5)  # the server has hit the oversized header with replies still queued
+    dec = Decoder(max_packet_size=1 << 30)
+    events: list[object] = []
+    while True:
+        try:
+            data = s.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        dec.feed(data)
+        events.extend(dec.events())
+    s.close()
+    kinds = [e.kind for e in events]  # type: ignore[attr-defined]
+    assert kinds[-1] == T.ERROR, kinds[-3:]
+    assert kinds.count(T.ECHO_RES) == 6
