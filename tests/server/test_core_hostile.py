@@ -200,3 +200,25 @@ def test_coalesced_foreground_submits_count_against_the_per_connection_limit():
     for _ in range(3):  # the allowance is back
         core.handle(c, Packet(T.SUBMIT_JOB, (b"f", b"u2", b"x"), True))
     assert kinds(c) == [T.JOB_CREATED] * 3
+
+
+def test_submit_and_discard_count_the_same_footprint():
+    """The byte formula is inlined at submit and at discard (hot path): both must be footprint()."""
+    core = new_core()
+    c, w = Conn(1), Conn(2)
+    core.connect(c)
+    core.connect(w)
+    for unique, reducer in ((b"", b""), (b"u1", b""), (b"u2", b"red"), (b"", b"red")):
+        before = core.book.queued_bytes
+        if reducer:
+            args = (b"fn", unique, reducer, b"", b"payload")
+            core.handle(c, Packet(T.SUBMIT_REDUCE_JOB_BACKGROUND, args, True))
+        else:
+            core.handle(c, Packet(T.SUBMIT_JOB_BG, (b"fn", unique, b"payload"), True))
+        [job] = list(core.jobs.values())
+        assert job.reducer == reducer
+        assert core.book.queued_bytes - before == footprint(job)
+        send(core, w, T.CAN_DO, b"fn")
+        send(core, w, T.GRAB_JOB)
+        core.handle(w, Packet(T.WORK_COMPLETE, (job.handle, b""), True))
+        assert core.book.queued_bytes == before and not core.jobs
