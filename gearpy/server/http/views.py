@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gearpy import __version__
+from gearpy.server import core
 from gearpy.server.interfaces import NullObserver
 from gearpy.server.state import HIGH, LOW, NORMAL, Conn, Function, Job
 
@@ -40,8 +41,6 @@ def text(data: bytes) -> str:
 
 def accelerator_mode() -> str:
     """``compiled`` when the server core runs as a compiled extension (mypyc/Cython), else ``pure``."""
-    from gearpy.server import core
-
     return "compiled" if not str(getattr(core, "__file__", "")).endswith(".py") else "pure"
 
 
