@@ -215,7 +215,7 @@ def _counted(line: str, counts: int) -> list[str] | None:
     gearmand.
     """
     parts = line.rsplit("\t", counts)
-    if len(parts) != counts + 1 or not all(p.isdigit() for p in parts[1:]):
+    if len(parts) != counts + 1 or not all(p.isascii() and p.isdigit() for p in parts[1:]):
         return None
     return parts
 

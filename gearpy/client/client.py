@@ -294,7 +294,9 @@ class Client:
         Each request is a ``(function, payload)`` tuple or a dict of :meth:`submit`'s arguments;
         ``defaults`` (any option of :meth:`submit`) apply to every request. Returns the jobs in
         request order. A job the server refused ends in state ``error`` (its ``result()`` raises the
-        ServerError) instead of failing the whole batch.
+        ServerError) instead of failing the whole batch; so does one no server could be reached for
+        (the connection error). One the server did not answer in time ends in state ``unknown``
+        (``result()`` raises :class:`~gearpy.errors.OutcomeUnknownTimeout`): it may have been created.
         """
         built: list[Job] = []
         todo: list[tuple[JobTracker, bytes, list[str]]] = []
@@ -307,12 +309,18 @@ class Client:
             job, tracker, packet = self._build(spec.pop("function"), spec.pop("payload", b""), **spec)
             built.append(job)
             todo.append((tracker, packet, self.server_order(job.unique)))
-        self._send_all(todo, self._deadline(timeout))
+        self._send_all(todo, self._deadline(timeout), each=True)
         return built
 
-    def _send_all(self, todo: list[tuple[JobTracker, bytes, list[str]]], deadline: float | None) -> None:
+    def _send_all(
+        self, todo: list[tuple[JobTracker, bytes, list[str]]], deadline: float | None, each: bool = False
+    ) -> None:
         """Send each job to the first server of its order; move the ones whose connection was lost
-        before JOB_CREATED to the next server, until every job is settled."""
+        before JOB_CREATED to the next server, until every job is settled.
+
+        ``each`` (a batch): a job without an answer in time, or without a server, ends in state
+        ``unknown`` / ``error`` instead of raising, so that the other jobs' handles are not lost.
+        """
         errors: dict[str, GearpyConnectionError] = {}
         while todo:
             groups: dict[str, list[tuple[JobTracker, bytes, list[str]]]] = {}
@@ -334,16 +342,33 @@ class Client:
                     continue
                 sent.append((conn, items))
             for conn, items in sent:
+                unanswered: OutcomeUnknownTimeout | None = None
                 for item in items:
                     tracker = item[0]
-                    _wait_created(conn, tracker, deadline)
+                    if unanswered is not None:
+                        # The connection was closed at the deadline: whatever was not answered
+                        # before may have been created as well; never resend it.
+                        if tracker.handle is None and not tracker.done:
+                            tracker.give_up(JobState.UNKNOWN, unanswered)
+                        continue
+                    try:
+                        _wait_created(conn, tracker, deadline)
+                    except OutcomeUnknownTimeout as exc:
+                        if not each:
+                            raise
+                        tracker.give_up(JobState.UNKNOWN, exc)
+                        unanswered = exc
+                        continue
                     if tracker.lost_before_created is not None:
                         errors[conn.address] = tracker.lost_before_created
                         retry.append(item)
             todo = []
             for tracker, packet, order in retry:
                 if len(order) == 1:
-                    raise _no_server(errors)
+                    if not each:
+                        raise _no_server(errors)
+                    tracker.give_up(JobState.ERROR, _no_server(errors))
+                    continue
                 todo.append((tracker, packet, order[1:]))
 
     # ----- status -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from gearpy.client.status import StatusReply
+from gearpy.client.status import StatusReply, _int
 from gearpy.codecs import Codec, get_codec
 from gearpy.errors import (
     GearpyConnectionError,
@@ -95,13 +95,6 @@ class JobEvent:
         if self.kind == "warning":
             return self.data.decode("utf-8", "replace")
         return (self.numerator, self.denominator)
-
-
-def _int(b: bytes) -> int:
-    try:
-        return int(b or b"0")
-    except ValueError:
-        return 0
 
 
 class JobConnection(Protocol):
@@ -230,6 +223,10 @@ class JobTracker:
             return []
         self.events.append(ev)
         return [(fn, ev) for fn in self.callbacks[ev.kind]]
+
+    def give_up(self, state: JobState, error: GearpyError) -> None:
+        """The client ends a submit it has no answer to (a batch's timeout, no server left)."""
+        self._finish(state, error)
 
     def _finish(self, state: JobState, error: GearpyError | None) -> None:
         self.state = state

@@ -126,7 +126,7 @@ def _prioritystatus(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
 def _workers(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
     lines = []
     for c in sorted(target.conns.values(), key=lambda c: -c.id):
-        names = b"".join(b" " + escape(a.function.name) for a in c.abilities)
+        names = b"".join(b" " + escape_field(a.function.name) for a in c.abilities)
         lines.append(b"%d %s %s :%s\n" % (c.fd, c.ip.encode(), escape_field(c.client_id), names))
     lines.append(b".\n")
     return b"".join(lines)

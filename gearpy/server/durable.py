@@ -28,7 +28,7 @@ Settle = Callable[[Job, "BaseException | None"], None]
 class DurableWrites:
     """Jobs whose durable write is in flight, and the replies waiting for it."""
 
-    __slots__ = ("store", "flush", "conns", "dirty", "uncommitted")
+    __slots__ = ("store", "flush", "conns", "dirty", "uncommitted", "doomed")
 
     def __init__(
         self, store: QueueStore, flush: FlushHook, conns: Mapping[int, Conn], dirty: set[Conn]
@@ -39,6 +39,8 @@ class DurableWrites:
         self.dirty = dirty
         #: handle -> (connection, reply slot) of background submits waiting for its commit
         self.uncommitted: dict[bytes, list[tuple[Conn, Pending]]] = {}
+        #: handles of jobs released while their write is in flight: their row goes once committed
+        self.doomed: set[bytes] = set()
 
     def join(self, job: Job, conn: Conn) -> bool:
         """Let a background submit coalescing onto ``job`` wait for its pending commit, if any."""
@@ -47,6 +49,17 @@ class DurableWrites:
             return False
         conn.is_client = True
         waiters.append((conn, conn.reserve()))
+        return True
+
+    def remove_when_committed(self, job: Job) -> bool:
+        """Defer removing ``job``'s row until its insert committed; False if nothing is in flight.
+
+        A group-commit store may commit a remove in an earlier batch than the insert it undoes,
+        which would leave an orphan row to be replayed at the next start.
+        """
+        if job.handle not in self.uncommitted:
+            return False
+        self.doomed.add(job.handle)
         return True
 
     def persist(self, conn: Conn, job: Job, settle: Settle) -> None:
@@ -64,6 +77,10 @@ class DurableWrites:
 
         def on_durable(exc: BaseException | None) -> None:
             self.uncommitted.pop(job.handle, None)
+            if job.handle in self.doomed:
+                self.doomed.discard(job.handle)
+                if exc is None:
+                    self.store.remove(record.store_id)
             if exc is None:
                 reply = encode_unchecked_one(T.JOB_CREATED, job.handle)
             else:

@@ -49,8 +49,9 @@ class JobIndex:
         self._seq = 0
         self.jobs: dict[bytes, Job] = {}
         self.uniques: dict[UniqueKey, Job] = {}
-        #: unique -> jobs with it (any function), oldest first, for GET_STATUS_UNIQUE
-        self.by_unique: dict[bytes, list[Job]] = {}
+        #: unique -> jobs with it (any function), oldest first, for GET_STATUS_UNIQUE (a dict used
+        #: as an insertion-ordered set: forgetting one of many jobs sharing a unique is O(1))
+        self.by_unique: dict[bytes, dict[Job, None]] = {}
 
     def function(self, name: bytes) -> Function:
         """The function named ``name``, created if new."""
@@ -99,23 +100,24 @@ class JobIndex:
         if key is not None:
             self.uniques[key] = job
         if job.unique != b"-":
-            self.by_unique.setdefault(job.unique, []).append(job)
+            jobs = self.by_unique.get(job.unique)
+            if jobs is None:
+                self.by_unique[job.unique] = {job: None}
+            else:
+                jobs[job] = None
 
     def newest_with_unique(self, unique: bytes) -> Job | None:
         """gearmand's unique hash buckets are newest first: the most recent job with it wins."""
         jobs = self.by_unique.get(unique)
-        return jobs[-1] if jobs else None
+        return next(reversed(jobs)) if jobs else None
 
     def forget_unique(self, job: Job) -> None:
         """Stop coalescing onto ``job`` and stop reporting it by unique (it may stay by handle)."""
         key = unique_key(job.function.name, job.unique, job.payload)
         if key is not None and self.uniques.get(key) is job:
             del self.uniques[key]
-        lst = self.by_unique.get(job.unique)
-        if lst is not None:
-            try:
-                lst.remove(job)
-            except ValueError:
-                pass
-            if not lst:
+        jobs = self.by_unique.get(job.unique)
+        if jobs is not None:
+            jobs.pop(job, None)
+            if not jobs:
                 del self.by_unique[job.unique]

@@ -106,7 +106,8 @@ class JobBook:
 
         ``conn`` is None for replayed jobs. Returns the job, or None when it was refused.
         """
-        fn = self.functions.get(name) or self.index.function(name)
+        # Created only once the job is accepted: refused submits must not leave functions behind.
+        fn = self.functions.get(name)
         if not unique:
             key = None
         elif len(unique) >= MAX_UNIQUE:
@@ -118,11 +119,12 @@ class JobBook:
             job = self.uniques.get(key) if key is not None else None
             if job is not None and not job.ignore:
                 return self._coalesce(conn, job, background)
-        limit = fn.max_queue[priority]
-        if limit > 0 and fn.total >= limit:
-            if conn is not None:
-                self.send(conn, ERR_QUEUE_FULL)
-            return None
+        if fn is not None:  # (a new function holds no job: below any limit)
+            limit = fn.max_queue[priority]
+            if limit > 0 and fn.total >= limit:
+                if conn is not None:
+                    self.send(conn, ERR_QUEUE_FULL)
+                return None
         size = JOB_BYTES + len(payload) + len(reducer)
         if unique:
             size += UNIQUE_BYTES + len(unique) + len(name)
@@ -133,6 +135,8 @@ class JobBook:
             if self.max_jobs_per_connection and conn.submitted >= self.max_jobs_per_connection:
                 self.send(conn, ERR_CONNECTION_JOBS)
                 return None
+        if fn is None:
+            fn = self.index.function(name)
         self.queued_bytes += size
         self._handle_counter += 1
         handle = self.handle_prefix + str(self._handle_counter).encode()
@@ -170,12 +174,22 @@ class JobBook:
             self.dirty.add(conn)
         return job
 
-    def _coalesce(self, conn: Conn | None, job: Job, background: bool) -> Job:
-        """A submit whose unique matches a live job: attach to it and answer with its handle."""
+    def _coalesce(self, conn: Conn | None, job: Job, background: bool) -> Job | None:
+        """A submit whose unique matches a live job: attach to it and answer with its handle.
+
+        A foreground one counts against ``max_jobs_per_connection`` like a new job (each costs a
+        reply per result): unlimited coalesced submits would bypass the cap. None when refused.
+        """
         if background and conn is not None and self.durable.join(job, conn):
             # The job's durable write is still pending: acknowledged with the same commit.
             return job
         if not background and conn is not None:
+            limit = self.max_jobs_per_connection
+            if limit:
+                if conn.submitted >= limit:
+                    self.send(conn, ERR_CONNECTION_JOBS)
+                    return None
+                conn.submitted += 1
             # One entry per connection, counting its submits (gearmand sends every packet once
             # per submit; libgearman tasks that share a unique wait for one each).
             clients = job.clients
@@ -298,11 +312,14 @@ class JobBook:
             fn.live -= 1
             if not fn.workers and fn.unused():
                 self.index.mark_idle(fn)
-            if job.submitter is not None:
-                job.submitter.submitted -= 1
-                job.submitter = None
+            forgotten = True
+        else:
+            forgotten = False
         if job.unique or job.clients or job.store_id is not None:  # else nothing to release
             self.release(job)
+        if forgotten and job.submitter is not None:  # (after release: it tells coalesced submits apart)
+            job.submitter.submitted -= 1
+            job.submitter = None
         if self.draining and not self.jobs:
             self.on_idle()
 
@@ -313,11 +330,15 @@ class JobBook:
         """
         if job.unique:  # a job without one is in neither unique table
             self.index.forget_unique(job)
-        for c in job.clients:
+        counted = self.max_jobs_per_connection
+        for c, times in job.clients.items() if job.clients else ():
             c.waiting.pop(job, None)
+            if counted:  # coalesced foreground submits (the submitter's own is counted apart)
+                c.submitted -= times - 1 if c is job.submitter else times
         job.clients = ()
         if job.store_id is not None:
-            self.store.remove(job.store_id)
+            if not self.durable.remove_when_committed(job):
+                self.store.remove(job.store_id)
             job.store_id = None
 
     def drop_payload(self, job: Job) -> None:

@@ -40,9 +40,11 @@ from gearpy.server.sockets import is_loopback, open_listeners, tune_connection
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
 from gearpy.server.timers import GeventScheduler
-from gearpy.server.tls import handshake, make_server_ssl_context, peer_subject
+from gearpy.server.tls import handshake, make_server_ssl_context
 
 log = logging.getLogger("gearpy.server")
+#: How long a connection being closed by the server may take to send its last output.
+CLOSING_DRAIN_SECONDS = 2.0
 
 RECV_SIZE = 256 * 1024
 #: Output queued for one connection above which it is sent at once instead of at the loop's end.
@@ -269,19 +271,19 @@ class GearServer:
 
     def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
         tune_connection(sock, self.cfg)
+        subject: str | None = None
         if self.ssl_context is not None:
-            tls = handshake(self.ssl_context, sock, addr, self.cfg.handshake_timeout)
-            if tls is None:
+            shaken = handshake(self.ssl_context, sock, addr, self.cfg.handshake_timeout)
+            if shaken is None:
                 return
-            sock = tls
+            sock, subject = shaken
         self._next_id += 1
         ip = addr[0] if isinstance(addr, tuple) else "-"
         port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
         conn = Conn(self._next_id, sock.fileno(), ip, port)
         link = _Link(sock, conn)
         link.reader = gevent.getcurrent()
-        if isinstance(sock, ssl.SSLSocket):
-            conn.peer_cert_subject = peer_subject(sock.getpeercert())
+        conn.peer_cert_subject = subject
         self.links[conn.id] = link
         core = self.core
         metrics = self.metrics
@@ -324,8 +326,11 @@ class GearServer:
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
                             break
-                    elif idle_timeout and not (conn.abilities or conn.waiting or conn.jobs):
-                        # Silent, and neither a worker nor waiting for a result: it holds a slot
+                    elif idle_timeout and not (
+                        conn.abilities or conn.waiting or conn.jobs or conn.pending or conn.out_bytes
+                    ):
+                        # Silent, and neither a worker nor waiting for a result, a durable commit
+                        # (a background submit's JOB_CREATED) or unsent output: it holds a slot
                         # for nothing.
                         try:
                             with Timeout(idle_timeout, _PacketTimeout):
@@ -374,6 +379,12 @@ class GearServer:
                     self.flush()
                     if reason == "closed by peer":
                         reason = "closed by server"
+                    writer = link.writer
+                    if writer is not None and not link.closed:
+                        # The last words (an ERROR) may sit behind a backlog: let the writer send
+                        # them, for a bounded time; it closes the link itself once done.
+                        link.reader = None  # (so that closing does not kill this greenlet)
+                        writer.join(timeout=CLOSING_DRAIN_SECONDS)
                     break
                 reads += 1
                 if conn.pending > self.cfg.max_pending_commits:

@@ -18,8 +18,21 @@ from gearpy.safefiles import open_nofollow, symlink_error
 
 __all__ = ["remove_pid_file", "write_pid_file"]
 
-#: Command-line fragments of the processes whose pid file we must not take over.
-_SERVERS = (b"gearpy", b"gearmand")
+#: Programs whose pid file we must not take over: argv[0] or argv[1] (a script run by an
+#: interpreter), by base name, or the module of ``python -m``. Not any command line mentioning
+#: gearpy: a gearpy-worker or an editor on gearpy.yml that got a dead server's pid must not block.
+_SERVERS = (b"gearpy-server", b"gearmand")
+_SERVER_MODULE = b"gearpy.server"
+
+
+def _is_server_cmdline(cmdline: bytes) -> bool:
+    argv = cmdline.split(b"\0")
+    for i, arg in enumerate(argv[:2]):
+        if os.path.basename(arg) in _SERVERS:
+            return True
+        if arg == b"-m" and i + 1 < len(argv) and argv[i + 1] == _SERVER_MODULE:
+            return True
+    return False
 
 
 def _read_pid(path: str) -> int | None:
@@ -51,7 +64,7 @@ def _is_running_server(pid: int) -> bool:
             cmdline = f.read()
     except OSError:
         return True  # alive and we cannot tell what it is: do not take its file
-    return any(name in cmdline for name in _SERVERS)
+    return _is_server_cmdline(cmdline)
 
 
 def _clear_stale(path: str) -> None:

@@ -56,6 +56,8 @@ def run(
     """
     try:
         server = GearServer(cfg, store)
+        # Before the port opens: a signal sent as soon as the port answers must find its handler.
+        install_signals(server, on_hup)
         server.bind()
         if after_bind is not None:
             after_bind()
@@ -66,16 +68,21 @@ def run(
         else:
             print(f"gearpy-server: {exc}", file=sys.stderr)
         return exitcodes.USAGE if isinstance(exc, ConfigError) else exitcodes.FAILURE
-    if ready is not None:
-        ready(None)
+    # The pid file first (the signal handlers are already in place), then ``ready``: a daemonizing
+    # parent exits on it, and whoever then reads the pid file or sends a signal must find both.
     if cfg.pid_file:
         try:
             write_pid_file(cfg.pid_file)
         except OSError as exc:
-            print(f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}", file=sys.stderr)
+            message = f"gearpy-server: cannot write pid file {cfg.pid_file}: {exc.strerror}\n"
+            if ready is not None:
+                ready(message)
+            else:
+                print(message, end="", file=sys.stderr)
             server.stop()
-            return 1
-    install_signals(server, on_hup)
+            return exitcodes.FAILURE
+    if ready is not None:
+        ready(None)
     try:
         return server.serve_forever()
     finally:

@@ -20,11 +20,6 @@ from gearpy.server.config import ServerConfig
 log = logging.getLogger("gearpy.server")
 
 
-def peer_subject(cert: dict[str, Any] | None) -> str | None:
-    """A peer certificate's subject, escaped so that it compares structurally (ACLs, admin-allow, logs)."""
-    return certsubject.of_peercert(cert)
-
-
 def make_server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
     """TLS 1.2 or newer; client certificates required when a CA file is given."""
     if not cfg.ssl_certificate or not cfg.ssl_key:
@@ -49,8 +44,13 @@ class _HandshakeTimeout(Exception):
 
 def handshake(
     context: ssl.SSLContext, sock: socket.socket, addr: Any, timeout: float
-) -> ssl.SSLSocket | None:
-    """TLS handshake without blocking the loop, bounded by ``timeout``; None (closed) if it fails."""
+) -> tuple[ssl.SSLSocket, str | None] | None:
+    """TLS handshake without blocking the loop, bounded by ``timeout``; None (closed) if it fails.
+
+    Returns the TLS socket and the peer certificate's subject (:func:`certsubject.of_peercert`),
+    read here so that a peer gone right after the handshake (getpeercert: ENOTCONN) is closed
+    like a failed handshake, not left to raise in the connection's set-up.
+    """
     try:
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     except (OSError, ValueError) as exc:
@@ -63,7 +63,7 @@ def handshake(
             while True:
                 try:
                     tls.do_handshake()
-                    return tls
+                    return tls, certsubject.of_peercert(tls.getpeercert())
                 except ssl.SSLWantReadError:
                     wait_read(fd)
                 except ssl.SSLWantWriteError:

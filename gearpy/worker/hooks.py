@@ -146,17 +146,23 @@ class HookRunner:
         """True when every hook allows a grab. Hooks that allowed it before one refused are told
         ``after_grab(False)``, so every True is matched by exactly one ``after_grab``."""
         allowed: list[WorkerHook] = []
-        for h in self.hooks:
-            try:
-                ok = h.before_grab(self.worker)
-            except Exception:
-                log.exception("worker hook %s.before_grab raised; ignored", type(h).__name__)
-                ok = True
-            if not ok:
-                self._each(allowed, "after_grab", lambda h: h.after_grab(self.worker, False))
-                return False
-            allowed.append(h)
-        return True
+        try:
+            for h in self.hooks:
+                try:
+                    ok = h.before_grab(self.worker)
+                except Exception:
+                    log.exception("worker hook %s.before_grab raised; ignored", type(h).__name__)
+                    ok = True
+                if not ok:
+                    break
+                allowed.append(h)
+            else:
+                return True
+        except BaseException:  # the link killed while a hook waited (GreenletExit): no grab either
+            self._each(allowed, "after_grab", lambda h: h.after_grab(self.worker, False))
+            raise
+        self._each(allowed, "after_grab", lambda h: h.after_grab(self.worker, False))
+        return False
 
     def after_grab(self, assigned: bool) -> None:
         self._each(self.hooks, "after_grab", lambda h: h.after_grab(self.worker, assigned))

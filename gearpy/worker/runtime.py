@@ -65,7 +65,7 @@ from gearpy.worker.hooks import HookRunner, WorkerHook
 from gearpy.worker.job import JobContext
 from gearpy.worker.link import ServerLink, Session
 from gearpy.worker.recycle import Recycle
-from gearpy.worker.tasks import Task
+from gearpy.worker.tasks import Outcome, Task
 
 __all__ = ["Worker"]
 
@@ -272,8 +272,12 @@ class Worker:
     # -- what the links call (gearpy.worker.link.GrabPolicy) --------------------------------------
     def acquire_grab(self) -> bool:
         self.slots.acquire()
-        if not self.stopping and self._hooks.before_grab():
-            return True
+        try:
+            if not self.stopping and self._hooks.before_grab():
+                return True
+        except BaseException:  # link.interrupt() killed us inside a hook: give the slot back
+            self.slots.release()
+            raise
         self.slots.release()
         return False
 
@@ -290,28 +294,27 @@ class Worker:
         handle, wire, unique, payload = pkt.args
         try:
             t = self.tasks.get(wire)
-            if t is None:  # the server assigned a function we never registered
-                log.error("job %r for unknown function %r; failing it", handle, wire)
-                self._deliver(session, handle, "fail", b"")
-                self.jobs_done += 1
-                return
             ctx = JobContext(
                 handle=handle,
-                function=t.name,
+                function=t.name if t is not None else wire.decode("utf-8", "replace"),
                 wire_function=wire,
                 unique=unique,
                 payload=payload,
                 server=session.address,
                 send=session.send_packet,
-                codec=t.codec,
+                codec=t.codec if t is not None else None,
             )
             self._hooks.before_job(ctx)
-            log.debug("job %s (%s) started, %d byte(s)", ctx.handle, t.name, len(payload))
+            log.debug("job %s (%s) started, %d byte(s)", ctx.handle, ctx.function, len(payload))
             started = time.monotonic()
-            outcome = t.execute(ctx)
+            if t is None:  # the server assigned a function we never registered: hooks see a fail
+                log.error("job %r for unknown function %r; failing it", handle, wire)
+                outcome = Outcome("fail", b"", "unknown function")
+            else:
+                outcome = t.execute(ctx)
             seconds = time.monotonic() - started
             if self._deliver(session, handle, outcome.kind, outcome.data):
-                log.info("job %s (%s) %s", ctx.handle, t.name, outcome.kind)
+                log.info("job %s (%s) %s", ctx.handle, ctx.function, outcome.kind)
             self.jobs_done += 1
             self._hooks.after_job(ctx, outcome, seconds)
         finally:

@@ -266,3 +266,32 @@ def test_submit_many_request_none_does_not_hide_the_batch_default(gearpy_server)
         prio = {p.function: p for p in admin.prioritystatus()}
     assert "nonefn" not in prio
     assert (prio["site9-nonefn"].high, prio["site9-nonefn"].normal) == (1, 0)
+
+
+def test_submit_many_keeps_every_handle_when_some_jobs_time_out_or_find_no_server(gearpy_server):
+    """A batch never loses the jobs it created: unanswered ones end ``unknown``, unplaceable ``error``."""
+    import socket
+
+    from gearpy.errors import OutcomeUnknownTimeout
+
+    with socket.socket() as silent:  # accepts (backlog) and never answers: a stuck server
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        servers = [gearpy_server.address, f"127.0.0.1:{silent.getsockname()[1]}"]
+        with Client(servers) as client:
+            firsts = {u: client.server_order(u.encode())[0] for u in (f"u{i}" for i in range(40))}
+            to_real = [u for u, s in firsts.items() if s == servers[0]][:3]
+            to_silent = [u for u, s in firsts.items() if s == servers[1]][:3]
+            assert to_real and to_silent
+            requests = [{"function": "f", "payload": u, "unique": u} for u in to_real + to_silent]
+            jobs = client.submit_many(requests, background=True, timeout=2)
+        assert [j.unique for j in jobs] == [u.encode() for u in to_real + to_silent]
+        for job in jobs[: len(to_real)]:
+            assert job.state == "submitted" and job.handle, job
+        for job in jobs[len(to_real) :]:
+            assert job.state == "unknown", job
+            assert isinstance(job.exception(), OutcomeUnknownTimeout)
+    with Client([f"127.0.0.1:{free_port()}"]) as client:
+        jobs = client.submit_many([("f", "a"), ("f", "b")], timeout=5)
+        assert [j.state for j in jobs] == ["error", "error"]
+        assert all(isinstance(j.exception(), GearpyConnectionError) for j in jobs)

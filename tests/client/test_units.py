@@ -74,3 +74,12 @@ def test_server_choice_hashes_unique_and_round_robins():
         assert sorted(order) == sorted(client.servers)
     firsts = {client.server_order()[0] for _ in range(3)}
     assert firsts == set(client.servers)
+
+
+def test_admin_counts_are_ascii_digits_only():
+    """``"²".isdigit()`` is true but ``int("²")`` fails: such a row is a name's tail, not a row."""
+    from gearpy.client.admin import _counted
+
+    assert _counted("f\t1\t0\t2", 3) == ["f", "1", "0", "2"]
+    assert _counted("f\t\u00b2\t0\t0", 3) is None
+    assert _counted("f\t1\t\u0663\t0", 3) is None  # ARABIC-INDIC DIGIT THREE

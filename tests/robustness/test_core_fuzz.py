@@ -488,3 +488,32 @@ def test_second_background_submit_is_acknowledged_by_the_same_commit():
     store.commit(0, ok=True)
     [ca], [cb] = _replies(a), _replies(b)
     assert ca.kind == cb.kind == T.JOB_CREATED and ca.args == cb.args
+
+
+def test_row_released_before_its_insert_commits_is_removed_after_the_commit():
+    # A group-commit store may commit a remove in an earlier batch than its insert: the orphan
+    # row would be replayed at restart. The remove must wait for the insert's commit.
+    core, store, (a, b) = _durable_core()
+    core.handle(a, Packet(T.SUBMIT_JOB_BG, (b"f", b"u1", b"x"), True))
+    [(record, _)] = store.pending
+    assert core.cancel(next(iter(core.jobs)))
+    assert not store.removed_early, "remove issued before the insert committed"
+    store.commit(0, ok=True)
+    assert record.store_id not in store.rows
+
+
+def test_upgraded_job_finished_before_its_commit_leaves_no_row():
+    core, store, (a, b) = _durable_core()
+    worker = Conn(3)
+    core.connect(worker)
+    core.handle(worker, Packet(T.CAN_DO, (b"f",), True))
+    core.handle(a, Packet(T.SUBMIT_JOB, (b"f", b"u1", b"x"), True))
+    [created] = _replies(a)
+    core.handle(b, Packet(T.SUBMIT_JOB_BG, (b"f", b"u1", b"x"), True))  # upgrades it to background
+    [(record, _)] = store.pending
+    core.handle(worker, Packet(T.GRAB_JOB, (), True))
+    core.handle(worker, Packet(T.WORK_COMPLETE, (created.args[0], b"done"), True))
+    assert created.args[0] not in core.jobs
+    assert not store.removed_early, "remove issued before the insert committed"
+    store.commit(0, ok=True)
+    assert record.store_id not in store.rows

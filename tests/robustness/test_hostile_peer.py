@@ -335,6 +335,23 @@ def test_idle_timeout_closes_connections_that_hold_nothing(make_server):
 
 
 @pytest.mark.slow
+def test_idle_timeout_spares_a_submit_waiting_for_a_slow_commit(make_server, service_of, fault_proxy):
+    # A background submit whose JOB_CREATED waits for a durable commit is not idle: closing it
+    # makes the client fail over and submit the job twice.
+    svc = service_of("redis")
+    proxy = fault_proxy(svc.port)
+    server = make_server("--idle-timeout", "1", "-q", svc.url_for(proxy.port))
+    client = connect(server)
+    echo_ok(client)
+    proxy.delay(1.5)  # each way: the commit takes ~3 s, three idle timeouts
+    client.sendall(encode_request(T.SUBMIT_JOB_BG, b"slow", b"", b"durable"))
+    created = read_packets(client, 1, timeout=20)[0]
+    assert created.kind == T.JOB_CREATED, created
+    proxy.heal()
+    echo_ok(client)
+
+
+@pytest.mark.slow
 def test_metrics_listener_has_a_connection_limit_and_a_timeout(make_server):
     port = free_port()
     server = make_server(
@@ -374,3 +391,47 @@ def test_gearpy_client_reads_gearmands_raw_names_safely(gearmand_server):
     out = subprocess.run([*cli, "--json", "status"], capture_output=True, timeout=60).stdout
     assert {r["function"]: r["total"] for r in json.loads(out)} == {"tab\tname": 1, "esc\x1b[2Jname": 0}
     w.close()
+
+
+def test_workers_listing_escapes_spaces_in_function_names(make_server):
+    """``workers`` is space-separated: a space inside a function name must not split it in two."""
+    server = make_server()
+    w = connect(server)
+    w.sendall(encode_request(T.CAN_DO, b"has space") + encode_request(T.CAN_DO, b"plain"))
+    echo_ok(w)
+    rows = [line for line in admin(server, b"workers").splitlines() if line.endswith((b"plain", b"space"))]
+    assert len(rows) == 1, rows
+    assert sorted(rows[0].split(b" :", 1)[1].split()) == [rb"has\x20space", b"plain"], rows
+    w.close()
+
+
+def test_last_error_is_sent_even_behind_a_backlog(make_server):
+    """A connection closed by the server (oversized packet) gets its ERROR even when earlier
+    replies still wait in the writer's backlog: the close waits (briefly) for them to go out."""
+    import struct
+
+    from gearpy.protocol import Decoder
+
+    server = make_server("--max-packet-size", "2000000")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((server.host, server.port))
+    s.settimeout(20)
+    big = b"e" * 1_000_000
+    s.sendall(encode_request(T.ECHO_REQ, big) * 6 + b"\0REQ" + struct.pack(">II", int(T.ECHO_REQ), 3_000_000))
+    time.sleep(0.5)  # the server has hit the oversized header with replies still queued
+    dec = Decoder(max_packet_size=1 << 30)
+    events: list[object] = []
+    while True:
+        try:
+            data = s.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        dec.feed(data)
+        events.extend(dec.events())
+    s.close()
+    kinds = [e.kind for e in events]  # type: ignore[attr-defined]
+    assert kinds[-1] == T.ERROR, kinds[-3:]
+    assert kinds.count(T.ECHO_RES) == 6

@@ -244,6 +244,21 @@ def test_gearmand_process_options_work(tmp_path):
         os.kill(pid, signal.SIGTERM)
 
 
+def test_daemon_has_its_pid_file_and_signal_handlers_when_the_parent_returns(tmp_path):
+    port = free_port()
+    pid_file = tmp_path / "d.pid"
+    log_file = tmp_path / "d.log"
+    out = run_cli("-d", "--port", str(port), "--pid-file", str(pid_file), "--log-file", str(log_file))
+    assert out.returncode == 0, out.stderr
+    pid = int(pid_file.read_text())  # written before the parent was told to return
+    try:
+        os.kill(pid, signal.SIGHUP)  # handled (reopen logs), not the default action (die)
+        time.sleep(0.5)
+        assert admin(("127.0.0.1", port), b"getpid\n") == b"OK %d\n" % pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
 def test_daemon_start_failure_is_reported_by_the_parent():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -138,4 +138,87 @@ def test_a_full_queue_refusal_does_not_leave_the_function_behind():
     core.connect(c)
     for i in range(100):
         send(core, c, T.SUBMIT_JOB_BG, b"f%d" % i, b"", b"x")
-    assert not core.jobs and len(core.functions) <= 3
+    assert not core.jobs and not core.functions
+
+
+def test_a_per_connection_refusal_does_not_create_the_function():
+    core = new_core(max_jobs_per_connection=1)
+    c = Conn(1)
+    core.connect(c)
+    for i in range(10):
+        send(core, c, T.SUBMIT_JOB_BG, b"f%d" % i, b"", b"x")
+    assert len(core.jobs) == 1 and list(core.functions) == [b"f0"]
+
+
+def test_forgetting_many_jobs_that_share_a_unique_is_linear():
+    """GET_STATUS_UNIQUE's index: n jobs with one unique (any function) are forgotten in O(n)."""
+    from gearpy.server.index import JobIndex
+    from gearpy.server.state import Function, Job
+
+    index = JobIndex()
+    fn = Function(b"f", 1)
+    n = 40_000
+    jobs = [Job(b"H:%d" % i, fn, b"shared", b"%d" % i, 1, True, 0, b"") for i in range(n)]
+    t0 = time.perf_counter()
+    for job in jobs:
+        index.add_unique(job, None)
+    added = time.perf_counter() - t0
+    assert index.newest_with_unique(b"shared") is jobs[-1]
+    index.forget_unique(jobs[-1])
+    assert index.newest_with_unique(b"shared") is jobs[-2]
+    t0 = time.perf_counter()
+    for job in reversed(jobs[:-1]):  # newest first: the worst order for a list
+        index.forget_unique(job)
+    forgotten = time.perf_counter() - t0
+    assert index.newest_with_unique(b"shared") is None and not index.by_unique
+    # O(n): about the cost of adding them; a list (O(n) per removal) took ~200 times longer
+    assert forgotten < 20 * added + 0.5, (added, forgotten)
+
+
+def test_coalesced_foreground_submits_count_against_the_per_connection_limit():
+    """Each coalesced submit costs a reply per result: without the cap they were unlimited."""
+    from gearpy.protocol import Decoder
+
+    def kinds(conn: Conn) -> list[T]:
+        dec = Decoder(max_packet_size=1 << 20)
+        dec.feed(conn.take_output())
+        return [e.kind for e in dec.events()]
+
+    core = new_core(max_jobs_per_connection=3)
+    c, w = Conn(1), Conn(2)
+    core.connect(c)
+    core.connect(w)
+    for _ in range(5):
+        core.handle(c, Packet(T.SUBMIT_JOB, (b"f", b"u1", b"x"), True))
+    assert kinds(c) == [T.JOB_CREATED] * 3 + [T.ERROR] * 2
+    send(core, w, T.CAN_DO, b"f")
+    send(core, w, T.GRAB_JOB)
+    [handle] = list(core.jobs)
+    core.handle(w, Packet(T.WORK_COMPLETE, (handle, b"done"), True))
+    assert kinds(c) == [T.WORK_COMPLETE] * 3
+    assert c.submitted == 0 and not core.jobs
+    for _ in range(3):  # the allowance is back
+        core.handle(c, Packet(T.SUBMIT_JOB, (b"f", b"u2", b"x"), True))
+    assert kinds(c) == [T.JOB_CREATED] * 3
+
+
+def test_submit_and_discard_count_the_same_footprint():
+    """The byte formula is inlined at submit and at discard (hot path): both must be footprint()."""
+    core = new_core()
+    c, w = Conn(1), Conn(2)
+    core.connect(c)
+    core.connect(w)
+    for unique, reducer in ((b"", b""), (b"u1", b""), (b"u2", b"red"), (b"", b"red")):
+        before = core.book.queued_bytes
+        if reducer:
+            args = (b"fn", unique, reducer, b"", b"payload")
+            core.handle(c, Packet(T.SUBMIT_REDUCE_JOB_BACKGROUND, args, True))
+        else:
+            core.handle(c, Packet(T.SUBMIT_JOB_BG, (b"fn", unique, b"payload"), True))
+        [job] = list(core.jobs.values())
+        assert job.reducer == reducer
+        assert core.book.queued_bytes - before == footprint(job)
+        send(core, w, T.CAN_DO, b"fn")
+        send(core, w, T.GRAB_JOB)
+        core.handle(w, Packet(T.WORK_COMPLETE, (job.handle, b""), True))
+        assert core.book.queued_bytes == before and not core.jobs

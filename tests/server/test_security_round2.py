@@ -260,6 +260,26 @@ def test_pid_file_of_a_running_server_is_kept_and_a_stale_one_replaced(tmp_path)
     assert not pid_file.exists()
 
 
+def test_pid_file_of_a_reused_pid_that_only_mentions_gearpy_is_replaced(tmp_path):
+    """A dead server's pid reused by, say, an editor on gearpy.yml or a gearpy-worker: not a server."""
+    pid_file = tmp_path / "gearpy.pid"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gearpy.yml", "gearpy"])
+    try:
+        pid_file.write_text(f"{other.pid}\n")
+        server = ServerProcess(gearpy_server_argv("--pid-file", str(pid_file)), log_path=tmp_path / "s.log")
+        server.start()
+        try:
+            deadline = time.monotonic() + 20
+            while pid_file.read_text() != f"{server.proc.pid}\n" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pid_file.read_text() == f"{server.proc.pid}\n"
+        finally:
+            server.stop()
+    finally:
+        other.kill()
+        other.wait()
+
+
 @pytest.mark.timeout(60)
 def test_new_log_and_queue_files_are_not_world_readable(tmp_path):
     from gearpy.client import Client

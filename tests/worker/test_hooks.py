@@ -224,3 +224,23 @@ def test_embedded_worker_with_hooks(gearpy_server, workdir):
             proc.wait(10)
     assert proc.returncode == EXIT_OK
     assert json.loads(out) == {"seen": [["double", "complete", "abab"]], "code": EXIT_OK, "reason": "done"}
+
+
+def test_hooks_see_a_job_for_an_unknown_function_as_a_failure(start_worker, hooks_module):
+    """after_job runs "after every job": one the server assigned for a function never registered too."""
+    from gearpy.protocol import PacketType as T
+
+    from .test_wire import FakeServer
+
+    fake = FakeServer()
+    start_worker("-s", fake.address, "--client-id", "wire-test", "--hook", "whooks:Recorder", "wtasks")
+    conn = fake.accept()
+    conn.registration()
+    conn.send(T.JOB_ASSIGN_UNIQ, b"H:fake:1", b"nosuch", b"", b"p")
+    assert conn.expect(T.WORK_FAIL).args == (b"H:fake:1",)
+    wait_until(lambda: len(events(hooks_module)) == 4, "the hook to record the job")
+    assert events(hooks_module)[1:] == [
+        ["before", "nosuch", "p", 1],
+        ["failure", "nosuch", "fail", "unknown function"],
+        ["after", "nosuch", "fail", True, 1],
+    ]

@@ -193,3 +193,31 @@ def test_loader(tmp_path, monkeypatch):
     assert [t.name for t in select_tasks(tasks, ["two"])] == ["two"]
     with pytest.raises(TaskImportError, match="no task named 'three'"):
         select_tasks(tasks, ["three"])
+
+
+def test_a_grab_interrupted_inside_a_hook_gives_its_slot_back():
+    """link.interrupt() may kill the grab while a hook's before_grab waits: GreenletExit is a
+    BaseException; the slot must come back and hooks that allowed the grab hear after_grab(False)."""
+    from gearpy.worker import Hook
+
+    calls: list[tuple[str, object]] = []
+
+    class Allows(Hook):
+        def before_grab(self, worker):
+            calls.append(("before", "allows"))
+            return True
+
+        def after_grab(self, worker, assigned):
+            calls.append(("after", assigned))
+
+    class Waits(Hook):
+        def before_grab(self, worker):
+            gevent.sleep(30)
+            return True
+
+    w = Worker([task(lambda j, p: p)], concurrency=1, hooks=[Allows(), Waits()])
+    g = gevent.spawn(w.acquire_grab)
+    gevent.sleep(0.05)
+    g.kill()
+    assert calls == [("before", "allows"), ("after", False)]
+    assert w.slots.acquire(timeout=1), "the concurrency slot was never released"
