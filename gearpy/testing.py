@@ -3,66 +3,47 @@
 Registered through the ``pytest11`` entry point, so users of gearpy get it too. Fixtures:
 
 * ``gearpy_server`` - a real ``gearpy-server`` process (function scope).
-* ``gearmand_server`` - the real gearmand (Debian ``gearman-job-server``), for differential and
-  compatibility tests.
-* ``gearman_server`` - parametrized over both, for behaviour that must hold on either.
 * ``gearpy_client`` - a :class:`gearpy.client.Client` connected to ``gearpy_server``.
 * ``gearpy_worker`` - a factory: ``gearpy_worker("myapp.tasks", "--concurrency", "4")`` starts
   ``gearpy-worker`` against ``gearpy_server`` and stops it after the test.
 
-External tools (gearmand, gearman, gearadmin, php) are looked up with :func:`require_tool`. On a
-developer's machine a missing tool skips the test; with ``GEARPY_REQUIRE_EXTERNAL=1`` (CI sets it)
-every skip becomes a failure, so nothing is silently untested.
+For servers with other flags, build your own: ``ServerProcess(gearpy_server_argv("--port-flag",
+...)).start()``; :func:`free_port` and :func:`wait_for_port` help with anything else that listens.
+gearpy's own test suite adds gearmand fixtures and CI rules in its ``tests/`` directory.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gearpy.client import Client
 
-#: Builds a server's argv for a port (so a restart keeps the port).
-ArgvFactory = Callable[[int], list[str]]
-Popen = subprocess.Popen[bytes]
-
-REQUIRE_ENV = "GEARPY_REQUIRE_EXTERNAL"
-
-
-def external_required() -> bool:
-    return os.environ.get(REQUIRE_ENV, "").lower() in ("1", "true", "yes")
-
-
-def require_tool(name: str) -> str:
-    """Return the path of an external program, or skip (fail under CI) when it is missing."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
-    if path is None:
-        msg = f"external tool {name!r} is not installed"
-        if external_required():
-            pytest.fail(msg + f" ({REQUIRE_ENV} is set)")
-        pytest.skip(msg)
-    return path
+ArgvFactory = Callable[[int], Sequence[str]]
+"""Builds a server's command line for the port it must listen on."""
 
 
 def free_port() -> int:
+    """A loopback port that was free a moment ago (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: Popen | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until something accepts connections on ``host:port``; fail early if ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -85,7 +66,7 @@ class ServerProcess:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="gearpy-server-", suffix=".log")[1])
-        self.proc: Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -144,51 +125,10 @@ def gearpy_server_argv(*args: str) -> ArgvFactory:
     return factory
 
 
-def gearmand_argv(tmpdir: Path, *args: str) -> ArgvFactory:
-    gearmand = require_tool("gearmand")
-
-    def factory(port: int) -> list[str]:
-        return [
-            gearmand,
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            "--log-file=stderr",
-            f"--pid-file={tmpdir / f'gearmand-{port}.pid'}",
-            "--threads=0",
-            *args,
-        ]
-
-    return factory
-
-
 @pytest.fixture
 def gearpy_server() -> Iterator[ServerProcess]:
     """A live gearpy-server process on an ephemeral loopback port."""
     server = ServerProcess(gearpy_server_argv()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def gearmand_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A live gearmand (the reference implementation) on an ephemeral loopback port."""
-    server = ServerProcess(gearmand_argv(tmp_path)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["gearpy", "gearmand"])
-def gearman_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A live server of each kind: behaviour tested with it must hold on gearpy and on gearmand."""
-    if request.param == "gearpy":
-        server = ServerProcess(gearpy_server_argv())
-    else:
-        server = ServerProcess(gearmand_argv(tmp_path))
-    server.start()
     try:
         yield server
     finally:
@@ -206,11 +146,13 @@ def gearpy_client(gearpy_server: ServerProcess) -> Iterator[Client]:
 
 
 @pytest.fixture
-def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path) -> Iterator[Callable[..., Popen]]:
+def gearpy_worker(
+    gearpy_server: ServerProcess, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start ``gearpy-worker`` subprocesses against ``gearpy_server``: ``gearpy_worker(*args)``."""
-    procs: list[Popen] = []
+    procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Popen:
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "gearpy.worker", "-s", gearpy_server.address, *args],
@@ -232,15 +174,3 @@ def gearpy_worker(gearpy_server: ServerProcess, tmp_path: Path) -> Iterator[Call
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:  # pragma: no cover - exercised in CI
-    """Under GEARPY_REQUIRE_EXTERNAL, a skipped test is reported as failed."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.skipped and external_required() and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        report.longrepr = f"skipped under {REQUIRE_ENV}=1: {report.longrepr}"

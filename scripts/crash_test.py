@@ -21,7 +21,7 @@ Examples::
     python scripts/crash_test.py --url 'mysql://root@127.0.0.1/test?table=crash' -n 20000
     python scripts/crash_test.py -n 50000 --no-kill        # durable submits/s without faults
 
-Also imported by ``tests/store/test_crash.py`` (:func:`run`).
+Also run (small N, ``--json``) by ``tests/store/test_crash.py`` against every durable store.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 NOT part of the default test run. What it does:
 
 1. Starts ``python -m gearpy.server -q sqlite:///<tmp>/soak.db`` on a loopback port.
-2. Starts ``--workers`` raw-socket worker processes (``tests/robustness/rawworker.py
+2. Starts ``--workers`` raw-socket worker processes (``tests/support/rawworker.py
    --reconnect``) that log every execution (one ``write()`` per line, before WORK_COMPLETE).
 3. Starts ``--clients`` client processes (this script, ``client`` mode) submitting jobs over raw
    sockets: background (``--fg-ratio`` of them foreground), every job with a unique id carried in
@@ -46,7 +46,7 @@ from gearpy.testing import ServerProcess, gearpy_server_argv
 
 T = PacketType
 ROOT = Path(__file__).resolve().parents[1]
-RAW_WORKER = ROOT / "tests" / "robustness" / "rawworker.py"
+RAW_WORKER = ROOT / "tests" / "support" / "rawworker.py"
 FUNCTION = b"soak"
 BG_KINDS = [T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG]
 

@@ -1,135 +1,194 @@
-"""Shared fixtures. Live-server fixtures come from the ``gearpy.testing`` plugin.
+"""The project's own fixtures and rules, on top of the public ``gearpy.testing`` plugin.
 
-``pki``: throw-away TLS material made with the ``openssl`` command line (no network, no shell).
+``gearpy.testing`` gives every user ``gearpy_server``, ``gearpy_client`` and ``gearpy_worker``. This
+file adds what only gearpy's suite needs (helpers in ``tests/support``):
+
+* ``gearmand_server`` / ``gearman_server`` - the reference gearmand, alone or next to gearpy;
+* ``make_server`` - gearpy-servers with extra flags, their logs checked for tracebacks;
+* ``session`` - raw protocol connections (ECHO barrier, admin) to any server;
+* ``pki`` / ``tls_args`` / ``tls_server`` - TLS material and a TLS server;
+* ``service`` / ``server_service`` / ``service_of`` / ``fault_proxy`` - real queue stores, each test
+  with its own table or key prefix (use them for anything that needs MariaDB, PostgreSQL or Redis);
+* the markers (``slow``, ``interop``, ``external``; see ``tests/README.md``) and the CI rule:
+  under ``GEARPY_REQUIRE_EXTERNAL=1`` every skip is reported as a failure.
 """
 
 from __future__ import annotations
 
-import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gearpy.testing import require_tool
+from gearpy.testing import ServerProcess, gearpy_server_argv
+
+from support.external import REQUIRE_ENV, external_required
+from support.pki import Pki, make_pki, tls_server_args
+from support.raw import Session
+from support.servers import server_of
+from support.stores import KINDS, FaultProxy, Service, make_service
+
+# ---------------------------------------------------------------- servers
 
 
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    rogue_ca: Path
-    rogue_cert: Path
-    rogue_key: Path
+@pytest.fixture
+def gearmand_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A live gearmand (the reference implementation) on an ephemeral loopback port."""
+    server = server_of("gearmand", tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-def _run(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, timeout=60)
+@pytest.fixture(params=["gearpy", "gearmand"])
+def gearman_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A live server of each kind: behaviour tested with it must hold on gearpy and on gearmand."""
+    server = server_of(request.param, tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-def _ca(openssl: str, d: Path, name: str) -> tuple[Path, Path]:
-    key, crt = d / f"{name}.key", d / f"{name}.pem"
-    _run(
-        openssl,
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(crt),
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}",
-    )
-    return crt, key
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Start gearpy-servers with extra flags; each is stopped after the test, its log free of tracebacks."""
+    started: list[ServerProcess] = []
+
+    def make(*args: str) -> ServerProcess:
+        server = ServerProcess(gearpy_server_argv(*args)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        log = server.log()
+        server.stop()
+        assert "Traceback" not in log, log
 
 
-def _leaf(openssl: str, d: Path, name: str, ca: tuple[Path, Path], san: str | None) -> tuple[Path, Path]:
-    key, csr, crt = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
-    _run(
-        openssl,
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        f"/CN={name}",
-    )
-    ext = d / f"{name}.ext"
-    ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
-    _run(
-        openssl,
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca[0]),
-        "-CAkey",
-        str(ca[1]),
-        "-CAcreateserial",
-        "-out",
-        str(crt),
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-    )
-    return crt, key
+@pytest.fixture
+def session() -> Iterator[Callable[[ServerProcess], Session]]:
+    """``session(server)``: a raw protocol connection (:class:`support.raw.Session`), closed afterwards."""
+    opened: list[Session] = []
+
+    def factory(server: ServerProcess) -> Session:
+        s = Session(server)
+        opened.append(s)
+        return s
+
+    yield factory
+    for s in opened:
+        s.close()
 
 
-def make_pki(d: Path) -> Pki:
-    openssl = require_tool("openssl")
-    ca = _ca(openssl, d, "test-ca")
-    rogue = _ca(openssl, d, "rogue-ca")
-    server = _leaf(openssl, d, "server", ca, "IP:127.0.0.1,DNS:localhost")
-    client = _leaf(openssl, d, "ops", ca, None)
-    rogue_client = _leaf(openssl, d, "intruder", rogue, None)
-    return Pki(ca[0], server[0], server[1], client[0], client[1], rogue[0], rogue_client[0], rogue_client[1])
+# ---------------------------------------------------------------- TLS
 
 
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory) -> Pki:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A test CA with server and client certificates, and a rogue CA with its own client."""
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def tls_server_args(pki: Pki, *extra: str) -> list[str]:
-    """gearpy-server flags for TLS with client certificates required (the test CA)."""
-    return [
-        "--ssl",
-        "--ssl-certificate",
-        str(pki.server_cert),
-        "--ssl-key",
-        str(pki.server_key),
-        "--ssl-ca-file",
-        str(pki.ca),
-        *extra,
-    ]
-
-
 @pytest.fixture
-def tls_args(pki):
+def tls_args(pki: Pki) -> Callable[..., list[str]]:
     """``tls_args(*extra)``: gearpy-server flags for TLS requiring test-CA client certificates."""
     return lambda *extra: tls_server_args(pki, *extra)
 
 
 @pytest.fixture
-def tls_server(pki):
+def tls_server(pki: Pki) -> Iterator[ServerProcess]:
     """A live gearpy-server on TLS that requires client certificates from the test CA."""
-    from gearpy.testing import ServerProcess, gearpy_server_argv
-
     server = ServerProcess(gearpy_server_argv(*tls_server_args(pki))).start()
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------- queue stores
+
+
+def _private_service(kind: str, tmp_path: Path) -> Iterator[Service]:
+    svc = make_service(kind, tmp_path)
+    try:
+        yield svc
+    finally:
+        svc.cleanup()
+
+
+@pytest.fixture(params=KINDS)
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    """Each store kind in turn, with a private table/prefix dropped afterwards."""
+    yield from _private_service(request.param, tmp_path)
+
+
+@pytest.fixture(params=[k for k in KINDS if k != "sqlite"])
+def server_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    """The client/server databases only (MariaDB, PostgreSQL, Redis)."""
+    yield from _private_service(request.param, tmp_path)
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[[int], FaultProxy]]:
+    """Factory of started :class:`FaultProxy` objects, all stopped at the end of the test."""
+    proxies: list[FaultProxy] = []
+
+    def make(port: int) -> FaultProxy:
+        proxy = FaultProxy(port).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
+@pytest.fixture
+def service_of(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
+    """Factory: the :class:`Service` of one named kind (for tests about a single backend)."""
+    made: list[Service] = []
+
+    def make(kind: str) -> Service:
+        svc = make_service(kind, tmp_path / f"{kind}-{len(made)}")
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.cleanup()
+
+
+
+# ---------------------------------------------------------------- markers
+
+INTEROP_FIXTURES = {"gearmand_server", "gearman_worker"}  # the real gearmand; libgearman's `gearman -w`
+STORE_FIXTURES = {"service", "server_service"}  # parametrized by store kind; all but sqlite are services
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what a test's fixtures imply: gearmand or libgearman tools -> interop; a database -> external.
+
+    Tests that call a third-party tool themselves carry the marker in their module (see tests/README.md).
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if fixtures & INTEROP_FIXTURES or params.get("gearman_server") == "gearmand":
+            item.add_marker(pytest.mark.interop)
+        if any(params.get(name, "sqlite") != "sqlite" for name in fixtures & STORE_FIXTURES):
+            item.add_marker(pytest.mark.external)
+
+
+# ---------------------------------------------------------------- CI rule
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under GEARPY_REQUIRE_EXTERNAL, a skipped test is reported as failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and external_required() and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under {REQUIRE_ENV}=1: {report.longrepr}"

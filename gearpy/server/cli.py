@@ -25,9 +25,9 @@ from gearpy.server.gearmand_compat import expand_config_file
 from gearpy.server.process import run
 from gearpy.server.stores import gearmand_queue_url, open_store
 
-#: gearmand's queue-module options, accepted so an operator can swap binaries.
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+#: gearmand's queue-module options, accepted so an operator can swap binaries.
 GEARMAND_QUEUE_OPTIONS = [
     "libsqlite3-db",
     "libsqlite3-table",

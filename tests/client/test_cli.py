@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from gearpy.protocol import PacketType
 from gearpy.testing import free_port
 
@@ -39,6 +41,7 @@ def test_submit_failure_exit_1(gearman_server, gearman_worker):
     assert b"failed" in p.stderr and b"Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_submit_streams_work_data(gearman_server, raw_worker):
     def script(w, handle, payload):
         w.send(T.WORK_DATA, handle, b"part1,")
@@ -53,6 +56,7 @@ def test_submit_streams_work_data(gearman_server, raw_worker):
     assert b"warning: hmm" in p.stderr
 
 
+@pytest.mark.slow
 def test_background_batch_status_and_jobs(gearman_server):
     p = run(gearman_server, "submit", "--background", "--unique", "u9", "--key", "k", "queued", "x")
     handle = p.stdout.decode().strip()

@@ -23,6 +23,7 @@ def _config(server, ca, cert=None, key=None) -> ClientConfig:
     )
 
 
+@pytest.mark.slow
 def test_client_submits_over_tls(tls_server, pki):
     with Client(config=_config(tls_server, pki.ca, pki.client_cert, pki.client_key)) as client:
         handle = client.submit("tls_job", b"payload", background=True).handle

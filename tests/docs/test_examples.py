@@ -12,29 +12,19 @@ import os
 import selectors
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from gearpy.client import Admin
 from gearpy.testing import free_port
+
+from support.waits import wait_for_worker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KEY = "atom1"
 WAIT = 60.0
-
-
-def wait_for_worker(address: str, function: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with Admin(address) as admin:
-            if any(f.function == function and f.workers > 0 for f in admin.status()):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"no worker registered {function} within {timeout} s")
 
 
 def read_line(proc: subprocess.Popen, timeout: float = WAIT) -> str:
@@ -90,9 +80,10 @@ def poll_status(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_webapp_worker_and_poll_status(gearpy_server, gearpy_worker, webapp, tmp_path):
     gearpy_worker("--key", KEY, str(EXAMPLES / "report_worker.py"), env={"REPORT_DIR": str(tmp_path)})
-    wait_for_worker(gearpy_server.address, f"{KEY}-generate_report")
+    wait_for_worker(gearpy_server.address, f"{KEY}-generate_report", timeout=WAIT)
 
     status, reply = http(
         "POST", f"{webapp}/reports", {"repository": "Archives of Ontario", "rows": 20, "delay": 0.05}
@@ -126,6 +117,7 @@ def test_webapp_rejects_bad_requests(webapp):
     assert http("GET", f"{webapp}/nowhere")[0] == 404
 
 
+@pytest.mark.slow
 def test_poll_status_exit_codes(gearpy_server):
     # A handle no server knows is reported done at once (finished jobs are forgotten too).
     gone = poll_status("-s", gearpy_server.address, "H:nowhere:1")

@@ -9,12 +9,11 @@ the ones the server and worker export.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from gearpy.client import Admin
+from support.waits import wait_for_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -23,25 +22,16 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 CLIENT_BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", TEXT + README, re.S) if "gearpy.client" in b]
 
 
-def wait_for_workers(address: str, functions: set[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with Admin(address) as admin:
-            if functions <= {f.function for f in admin.status() if f.workers > 0}:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"workers for {functions} did not register within {timeout} s")
-
-
 def test_guide_has_python_client_snippets() -> None:
     assert len(CLIENT_BLOCKS) >= 2
 
 
+@pytest.mark.slow
 def test_python_snippets_run(gearpy_server, gearpy_worker, monkeypatch, capsys) -> None:
     tasks = str(ROOT / "examples" / "tasks.py")
     gearpy_worker(tasks)
     gearpy_worker("--key=atom1", tasks)
-    wait_for_workers(gearpy_server.address, {"reverse", "add", "atom1-reverse", "atom1-add"})
+    wait_for_workers(gearpy_server.address, {"reverse", "add", "atom1-reverse", "atom1-add"}, timeout=60.0)
     monkeypatch.setenv("GEARPY_SERVERS", gearpy_server.address)
     monkeypatch.delenv("GEARPY_WORKERS_KEY", raising=False)
     for i, block in enumerate(CLIENT_BLOCKS):

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from gearpy.protocol import PacketType
-from gearpy.testing import ServerProcess, gearmand_argv, gearpy_server_argv, require_tool
+from gearpy.testing import ServerProcess
+
+from support.external import require_tool
+from support.servers import server_of
+
+pytestmark = pytest.mark.interop
 
 T = PacketType
 ARGS = ("--job-handle-prefix=H:adm", "--verbose=INFO")
@@ -19,8 +24,8 @@ ARGS = ("--job-handle-prefix=H:adm", "--verbose=INFO")
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
     started = {
-        "gearpy": ServerProcess(gearpy_server_argv(*ARGS)).start(),
-        "gearmand": ServerProcess(gearmand_argv(tmp_path, *ARGS)).start(),
+        "gearpy": server_of("gearpy", tmp_path, *ARGS).start(),
+        "gearmand": server_of("gearmand", tmp_path, *ARGS).start(),
     }
     try:
         yield started
@@ -30,20 +35,20 @@ def servers(tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
     assert "Traceback" not in started["gearpy"].log()
 
 
-def build_state(server: ServerProcess, raw) -> None:
+def build_state(server: ServerProcess, session) -> None:
     """The same connections, registrations and jobs on either server."""
-    w = raw(server)
+    w = session(server)
     w.send(T.SET_CLIENT_ID, b"wk")
     w.send(T.CAN_DO, b"alpha")
     w.send(T.CAN_DO, b"beta")
-    c = raw(server)
+    c = session(server)
     assert c.call(T.SUBMIT_JOB_BG, b"alpha", b"u1", b"a")[0].args == (b"H:adm:1",)
     assert c.call(T.SUBMIT_JOB_HIGH_BG, b"beta", b"u2", b"b")[0].args == (b"H:adm:2",)
     assert c.call(T.SUBMIT_JOB_LOW_BG, b"gamma", b"", b"c")[0].args == (b"H:adm:3",)
     c.call(T.SUBMIT_JOB_BG, b"alpha", b"u4", b"d")
     # A second worker runs beta's job. (Grabbing on "wk" would differ on purpose: gearpy's round
     # robin, always on as in gearmand 2.0, reorders that connection's registrations in `workers`.)
-    runner = raw(server)
+    runner = session(server)
     runner.send(T.CAN_DO, b"beta")
     assert runner.call(T.GRAB_JOB)[0].args[0] == b"H:adm:2"
 
@@ -66,9 +71,9 @@ def both(servers, *opts: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def state(servers, raw):
+def state(servers, session):
     for s in servers.values():
-        build_state(s, raw)
+        build_state(s, session)
     return servers
 
 

@@ -7,7 +7,10 @@ import subprocess
 import pytest
 
 from gearpy.protocol import PacketType
-from gearpy.testing import require_tool
+
+from support.external import require_tool
+
+pytestmark = pytest.mark.interop
 
 T = PacketType
 
@@ -32,14 +35,14 @@ def start_worker(procs, gearman, server, fn: str, *cmd: str, count: int | None =
     return procs([*argv, "--", *cmd])
 
 
-def wait_registered(raw, server, fn: bytes, workers: int = 1) -> None:
-    a = raw(server)
+def wait_registered(session, server, fn: bytes, workers: int = 1) -> None:
+    a = session(server)
     a.wait_admin(b"status\n", fn + b"\t0\t0\t%d\n" % workers)
 
 
-def test_worker_and_foreground_client(gearman_server, gearman, procs, raw):
+def test_worker_and_foreground_client(gearman_server, gearman, procs, session):
     w = start_worker(procs, gearman, gearman_server, "up", "tr", "a-z", "A-Z", count=2)
-    wait_registered(raw, gearman_server, b"up")
+    wait_registered(session, gearman_server, b"up")
     r = run([gearman, *hp(gearman_server), "-f", "up"], stdin=b"hello world")
     assert (r.returncode, r.stdout) == (0, b"HELLO WORLD"), r.stderr
     r = run([gearman, *hp(gearman_server), "-f", "up", "-u", "myuniq"], stdin=b"second")
@@ -47,9 +50,9 @@ def test_worker_and_foreground_client(gearman_server, gearman, procs, raw):
     assert w.wait(timeout=30) == 0  # -c 2: exits after two jobs
 
 
-def test_several_jobs_per_call(gearman_server, gearman, procs, raw):
+def test_several_jobs_per_call(gearman_server, gearman, procs, session):
     start_worker(procs, gearman, gearman_server, "up", "tr", "a-z", "A-Z")
-    wait_registered(raw, gearman_server, b"up")
+    wait_registered(session, gearman_server, b"up")
     r = run([gearman, *hp(gearman_server), "-f", "up", "abc", "def", "ghi"])
     assert r.returncode == 0, r.stderr
     assert sorted([r.stdout[i : i + 3] for i in range(0, 9, 3)]) == [b"ABC", b"DEF", b"GHI"]
@@ -60,18 +63,18 @@ def test_several_jobs_per_call(gearman_server, gearman, procs, raw):
     assert r.returncode == 0 and sorted(r.stdout.splitlines()) == [b"X1", b"Y2"], r
 
 
-def test_failing_worker_command(gearman_server, gearman, procs, raw):
+def test_failing_worker_command(gearman_server, gearman, procs, session):
     start_worker(procs, gearman, gearman_server, "fails", "false")
-    wait_registered(raw, gearman_server, b"fails")
+    wait_registered(session, gearman_server, b"fails")
     r = run([gearman, *hp(gearman_server), "-f", "fails"], stdin=b"x")
     assert r.returncode == 1
     assert b"Job failed" in r.stderr
     # the worker survives the failure and the job is gone
-    a = raw(gearman_server)
+    a = session(gearman_server)
     assert a.admin(b"status\n") == b"fails\t0\t0\t1\n.\n"
 
 
-def test_background_priorities_and_unique(gearman_server, gearman, raw):
+def test_background_priorities_and_unique(gearman_server, gearman, session):
     base = [gearman, *hp(gearman_server), "-f", "bg"]
     for flags, data in (
         (["-b"], "n1"),
@@ -81,10 +84,10 @@ def test_background_priorities_and_unique(gearman_server, gearman, raw):
     ):
         r = run(base + flags + ([data] if data else []))
         assert (r.returncode, r.stdout) == (0, b""), r.stderr
-    a = raw(gearman_server)
+    a = session(gearman_server)
     assert a.admin(b"prioritystatus\n") == b"bg\t1\t2\t1\t0\n.\n"
     assert b"\nmyuniq\n" in b"\n" + a.admin(b"show unique jobs\n")
-    w = raw(gearman_server)
+    w = session(gearman_server)
     w.send(T.CAN_DO, b"bg")
     got = [w.call(T.GRAB_JOB_UNIQ)[0].args for _ in range(4)]
     payloads = [args[3] for args in got]
@@ -94,17 +97,17 @@ def test_background_priorities_and_unique(gearman_server, gearman, raw):
 
 
 @pytest.mark.parametrize("flag,expected", [("-N", [b"l1", b"l2"]), ("-n", [b"l1\n", b"l2\n"])])
-def test_background_lines(gearman_server, gearman, raw, flag, expected):
+def test_background_lines(gearman_server, gearman, session, flag, expected):
     r = run([gearman, *hp(gearman_server), "-f", "lines", "-b", flag], stdin=b"l1\nl2\n")
     assert r.returncode == 0, r.stderr
-    w = raw(gearman_server)
+    w = session(gearman_server)
     w.send(T.CAN_DO, b"lines")
     assert sorted(w.call(T.GRAB_JOB)[0].args[2] for _ in range(2)) == expected
     assert w.call(T.GRAB_JOB)[0].kind == T.NO_JOB
 
 
-def test_queue_full_is_reported_with_status_zero(gearman_server, gearman, raw):
-    a = raw(gearman_server)
+def test_queue_full_is_reported_with_status_zero(gearman_server, gearman, session):
+    a = session(gearman_server)
     assert a.admin(b"create function capped\r\n") == b"OK\r\n"
     assert a.admin(b"maxqueue capped 1\n") == b"OK\r\n"
     base = [gearman, *hp(gearman_server), "-f", "capped", "-b"]
@@ -115,14 +118,14 @@ def test_queue_full_is_reported_with_status_zero(gearman_server, gearman, raw):
     assert a.admin(b"status\n") == b"capped\t1\t0\t0\n.\n"
 
 
-def test_worker_sends_data_per_line(gearman_server, gearman, procs, raw):
+def test_worker_sends_data_per_line(gearman_server, gearman, procs, session):
     start_worker(procs, gearman, gearman_server, "lines", "printf", "a\\nb\\n")
     # gearman -w -n: one WORK_DATA per output line
     procs_argv = [gearman, "-w", *hp(gearman_server), "-f", "lines2", "-n", "--", "printf", "a\\nb\\n"]
     procs(procs_argv)
-    wait_registered(raw, gearman_server, b"lines")
-    wait_registered(raw, gearman_server, b"lines2")
-    c = raw(gearman_server)
+    wait_registered(session, gearman_server, b"lines")
+    wait_registered(session, gearman_server, b"lines2")
+    c = session(gearman_server)
     c.send(T.SUBMIT_JOB, b"lines2", b"", b"in")
     pkts = []
     for _ in range(500):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-from gearpy.testing import require_tool
+import pytest
+
+from support.external import require_tool
+
+pytestmark = pytest.mark.interop
 
 WORKER = r"""
 use strict; use warnings;

@@ -8,7 +8,10 @@ import subprocess
 import pytest
 
 from gearpy.protocol import PacketType
-from gearpy.testing import external_required, require_tool
+
+from support.external import external_required, require_tool
+
+pytestmark = pytest.mark.interop
 
 T = PacketType
 
@@ -76,10 +79,10 @@ def php() -> str:
     return path
 
 
-def test_php_client_and_worker(gearman_server, php, procs, raw):
+def test_php_client_and_worker(gearman_server, php, procs, session):
     port = str(gearman_server.port)
     worker = procs([php, "-r", WORKER, "--", port, "6"])
-    raw(gearman_server).wait_admin(b"status\n", b"boom\t0\t0\t1\n")
+    session(gearman_server).wait_admin(b"status\n", b"boom\t0\t0\t1\n")
     r = subprocess.run([php, "-r", CLIENT, "--", port], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -102,18 +105,18 @@ def test_php_client_and_worker(gearman_server, php, procs, raw):
     stdout, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
     assert stdout == b"worked 6\n"
-    a = raw(gearman_server)
+    a = session(gearman_server)
     assert a.admin(b"prioritystatus\n").count(b"nobody\t1\t1\t1\t0\n") == 1
     assert b"bg-unique\n" in a.admin(b"show unique jobs\n")
     assert "Traceback" not in gearman_server.log()
 
 
-def test_php_worker_job_status_seen_by_raw_client(gearman_server, php, procs, raw):
-    """A PHP worker's sendStatus/sendData reach a raw client byte for byte."""
+def test_php_worker_job_status_seen_by_raw_client(gearman_server, php, procs, session):
+    """A PHP worker's sendStatus/sendData reach a session client byte for byte."""
     port = str(gearman_server.port)
     procs([php, "-r", WORKER, "--", port, "1"])
-    raw(gearman_server).wait_admin(b"status\n", b"progress\t0\t0\t1\n")
-    c = raw(gearman_server)
+    session(gearman_server).wait_admin(b"status\n", b"progress\t0\t0\t1\n")
+    c = session(gearman_server)
     c.send(T.SUBMIT_JOB, b"progress", b"", b"raw")
     pkts = []
     for _ in range(500):

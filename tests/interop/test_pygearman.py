@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.interop
+
 WORKER = r"""
 import sys
 import gearman

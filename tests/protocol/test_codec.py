@@ -216,6 +216,7 @@ def test_stream_every_pair_of_split_points_on_prefix():
             assert events == expected, (a, b)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
 def test_stream_any_chunking(cuts):
@@ -364,6 +365,7 @@ def test_admin_line_crlf_stripping():
 # ---------------------------------------------------------------- properties
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
 def test_any_bytes_give_events_or_remote_protocol_error(data, chunk):
@@ -387,6 +389,7 @@ _headerish = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.one_of(_headerish, st.binary(max_size=8), st.just(b"status\n")), max_size=8))
 def test_plausible_packets_give_events_or_remote_protocol_error(parts):
@@ -417,6 +420,7 @@ def packets(draw):
     return Packet(T(kind), tuple(args), draw(st.booleans()))
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.lists(packets(), min_size=1, max_size=6), st.integers(min_value=1, max_value=17))
 def test_generated_packets_round_trip(pkts, chunk):

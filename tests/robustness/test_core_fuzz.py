@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections import Counter, deque
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gearpy.protocol import Decoder, Packet, PacketType
-from gearpy.server.core import Scheduler, ServerCore
+from gearpy.server.core import ServerCore
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
+
+from support.schedulers import FakeScheduler
 
 T = PacketType
 FUNCS = [b"a", b"b"]
@@ -39,22 +42,6 @@ SUBMIT_KINDS = [
 ]
 BACKGROUND = {T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG}
 JOB_RETRIES = 2
-
-
-class FakeScheduler(Scheduler):
-    """Timers that fire only when the test says so."""
-
-    def __init__(self) -> None:
-        self.timers: dict[int, object] = {}
-        self._n = 0
-
-    def call_later(self, delay, fn):
-        self._n += 1
-        self.timers[self._n] = fn
-        return self._n
-
-    def cancel(self, timer) -> None:
-        self.timers.pop(timer, None)
 
 
 def _decode(data: bytes) -> list:
@@ -274,13 +261,12 @@ class CoreMachine(RuleBasedStateMachine):
         self.ended.add(handle)
         # the worker may still hold it (it keeps running, result ignored)
 
-    @precondition(lambda self: self.sched.timers)
+    @precondition(lambda self: self.sched.active())
     @rule(data=st.data())
     def timer_fires(self, data):
-        key = data.draw(st.sampled_from(sorted(self.sched.timers)))
-        fn = self.sched.timers.pop(key)
+        timer = data.draw(st.sampled_from(self.sched.active()))
         before = set(self.core.jobs)
-        fn()
+        self.sched.fire(timer)
         self._pump()
         for handle in before - set(self.core.jobs):
             self._job_ended(handle)  # CAN_DO_TIMEOUT expiry fails the job
@@ -419,8 +405,9 @@ SETTINGS = settings(
 )
 CoreMachine.TestCase.settings = SETTINGS
 DurableCoreMachine.TestCase.settings = SETTINGS
-TestCoreFuzz = CoreMachine.TestCase
-TestDurableCoreFuzz = DurableCoreMachine.TestCase
+# 200 random programs each: seconds, so outside the fast lane (the regressions below stay in it)
+TestCoreFuzz = pytest.mark.slow(CoreMachine.TestCase)
+TestDurableCoreFuzz = pytest.mark.slow(DurableCoreMachine.TestCase)
 
 
 # ---------------------------------------------------------------------------- bugs found above

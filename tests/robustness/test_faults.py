@@ -12,22 +12,18 @@ import sys
 import threading
 import time
 
-from robustness_support import (
-    T,
-    connect,
-    echo_ok,
-    read_packets,
-    start_worker,
-    status,
-    stop_procs,
-    wait_until,
-    worker_log,
-)
+import pytest
 
 from gearpy.client import Client
 from gearpy.errors import JobFailed
 from gearpy.protocol import Packet, encode_request
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+
+from support.raw import T, connect, echo_ok, read_packets, status
+from support.waits import wait_until
+from support.workers import start_raw_worker, stop_procs, worker_log
+
+pytestmark = pytest.mark.slow
 
 
 def starts(log, payload: str) -> list[dict]:
@@ -41,18 +37,18 @@ def dones(log, payload: str) -> list[dict]:
 def test_worker_sigkilled_mid_job_is_requeued_to_another(make_server, tmp_path):
     server = make_server()
     log = tmp_path / "w.log"
-    first = start_worker(server, log, "f")
+    first = start_raw_worker(server, log, "f")
     procs = [first]
     try:
-        wait_until(lambda: status(server).get("f", (0, 0, 0))[2] == 1, 10, "first worker")
+        wait_until(lambda: status(server).get("f", (0, 0, 0))[2] == 1, "first worker", timeout=10)
         c = connect(server, timeout=30)
         c.sendall(encode_request(T.SUBMIT_JOB, b"f", b"", b"sleep:60:k1"))
         [created] = read_packets(c, 1)
-        wait_until(lambda: starts(log, "sleep:60:k1"), 10, "the first worker to start the job")
+        wait_until(lambda: starts(log, "sleep:60:k1"), "the first worker to start the job", timeout=10)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert status(server)["f"][0] == 1  # still known: requeued, not lost
-        procs.append(start_worker(server, log, "f", no_sleep=True))
+        procs.append(start_raw_worker(server, log, "f", no_sleep=True))
         [done] = read_packets(c, 1, timeout=20)
         assert done == Packet(T.WORK_COMPLETE, (created.args[0], b"done:sleep:60:k1"), False)
         [ran] = dones(log, "sleep:60:k1")
@@ -80,7 +76,7 @@ def test_poison_job_stops_after_job_retries_and_client_is_told(make_server, tmp_
     spawned = 0
     while not outcome and time.monotonic() < deadline:
         # a supervisor that keeps replacing the workers the poison job kills
-        w = start_worker(server, log, "f")
+        w = start_raw_worker(server, log, "f")
         spawned += 1
         try:
             w.wait(3)
@@ -97,15 +93,15 @@ def test_poison_job_stops_after_job_retries_and_client_is_told(make_server, tmp_
 def test_client_disconnect_mid_foreground_job(make_server, tmp_path):
     server = make_server()
     log = tmp_path / "w.log"
-    w = start_worker(server, log, "f")
+    w = start_raw_worker(server, log, "f")
     try:
         c = connect(server)
         c.sendall(encode_request(T.SUBMIT_JOB, b"f", b"", b"sleep:0.5:gone"))
         read_packets(c, 1)
-        wait_until(lambda: starts(log, "sleep:0.5:gone"), 10, "the job to start")
+        wait_until(lambda: starts(log, "sleep:0.5:gone"), "the job to start", timeout=10)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         c.close()  # reset while the job runs
-        wait_until(lambda: status(server)["f"][:2] == (0, 0), 10, "the job to end")
+        wait_until(lambda: status(server)["f"][:2] == (0, 0), "the job to end", timeout=10)
         # the worker was not disturbed: it finished, and serves the next job
         c2 = connect(server, timeout=10)
         c2.sendall(encode_request(T.SUBMIT_JOB, b"f", b"", b"next"))
@@ -128,8 +124,8 @@ def test_server_sigkill_with_sqlite_store_loses_no_acknowledged_job(tmp_path):
         server.kill()
         server.start()
         assert status(server)["f"][0] == len(acked)  # replayed
-        w = start_worker(server, log, "f")
-        wait_until(lambda: status(server)["f"][:2] == (0, 0), 20, "the replayed jobs to run")
+        w = start_raw_worker(server, log, "f")
+        wait_until(lambda: status(server)["f"][:2] == (0, 0), "the replayed jobs to run", timeout=20)
         ran = {r["payload"] for r in worker_log(log) if r["op"] == "done"}
         assert set(acked) <= ran, f"lost: {sorted(set(acked) - ran)}"
         assert "Traceback" not in server.log()
@@ -154,7 +150,7 @@ def test_gearpy_worker_is_back_after_server_restart(tmp_path):
     argv = [sys.executable, "-m", "gearpy.worker", "-s", server.address, "--log-level", "WARNING"]
     worker = subprocess.Popen([*argv, "revtasks"], cwd=tmp_path, stdin=subprocess.DEVNULL)
     try:
-        wait_until(lambda: status(server).get("rev", (0, 0, 0))[2] == 1, 15, "the gearpy worker")
+        wait_until(lambda: status(server).get("rev", (0, 0, 0))[2] == 1, "the gearpy worker", timeout=15)
         server.kill()
         server.start()
         # submitted right after the restart; the worker must be back and serve it (bounded wait)
@@ -171,7 +167,7 @@ def test_client_fails_over_to_the_second_server(make_server, tmp_path):
     dead.kill()  # was a server, now a closed port
     never = f"127.0.0.1:{free_port()}"
     alive = make_server()
-    w = start_worker(alive, tmp_path / "w.log", "f")
+    w = start_raw_worker(alive, tmp_path / "w.log", "f")
     try:
         with Client([dead.address, never, alive.address], timeout=20) as cl:
             assert cl.submit("f", b"x").result(20) == b"done:x"
@@ -184,12 +180,12 @@ def test_client_fails_over_to_the_second_server(make_server, tmp_path):
 def test_sigstopped_worker_keeps_its_job_until_sigcont(make_server, tmp_path):
     server = make_server()
     log = tmp_path / "w.log"
-    w = start_worker(server, log, "f")
+    w = start_raw_worker(server, log, "f")
     try:
         c = connect(server, timeout=30)
         c.sendall(encode_request(T.SUBMIT_JOB, b"f", b"", b"sleep:0.5:stopped"))
         [created] = read_packets(c, 1)
-        wait_until(lambda: starts(log, "sleep:0.5:stopped"), 10, "the job to start")
+        wait_until(lambda: starts(log, "sleep:0.5:stopped"), "the job to start", timeout=10)
         w.send_signal(signal.SIGSTOP)
         time.sleep(2)
         assert status(server)["f"][:2] == (1, 1)  # still assigned, not lost nor duplicated

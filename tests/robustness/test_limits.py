@@ -8,32 +8,17 @@ keeps working, and (c) where memory is at stake, that the server's RSS stays bou
 from __future__ import annotations
 
 import socket
-import struct
 import time
 
 import pytest
-from robustness_support import (
-    T,
-    admin,
-    closed_by_server,
-    connect,
-    echo_ok,
-    read_packets,
-    rss_kib,
-    start_worker,
-    status,
-    stop_procs,
-    wait_until,
-    worker_log,
-)
 
 from gearpy.protocol import Packet, encode_request
 
+from support.raw import T, admin, closed_by_server, connect, echo_ok, header, read_packets, status
+from support.waits import wait_until
+from support.workers import rss_kib, start_raw_worker, stop_procs, worker_log
+
 MiB = 1024 * 1024
-
-
-def header(kind: int, size: int) -> bytes:
-    return b"\x00REQ" + struct.pack(">II", kind, size)
 
 
 def test_packet_above_max_packet_size_is_refused_before_allocation(make_server):
@@ -100,6 +85,7 @@ def _flood_without_reading(sock: socket.socket, make_packet, total: int) -> tupl
     return sent, closed_by_server(sock, 2.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["echo", "foreground-jobs"])
 def test_client_that_never_reads_is_disconnected(make_server, tmp_path, kind):
     # Replies a peer leaves unread are bounded by --max-output-buffer; the jobs it queues are
@@ -107,8 +93,8 @@ def test_client_that_never_reads_is_disconnected(make_server, tmp_path, kind):
     server = make_server("--max-output-buffer", str(MiB), "--max-queued-bytes", str(16 * MiB))
     procs = []
     if kind == "foreground-jobs":
-        procs.append(start_worker(server, tmp_path / "w.log", "f"))
-        wait_until(lambda: status(server).get("f", (0, 0, 0))[2] == 1, 10, "worker registered")
+        procs.append(start_raw_worker(server, tmp_path / "w.log", "f"))
+        wait_until(lambda: status(server).get("f", (0, 0, 0))[2] == 1, "worker registered", timeout=10)
     bystander = connect(server)
     echo_ok(bystander)
     before = rss_kib(server.proc.pid)
@@ -163,11 +149,12 @@ def test_max_connections_refuses_the_next_one(make_server):
             return False
         return True
 
-    wait_until(a_slot_is_free, 5, "a connection slot to be reused")
+    wait_until(a_slot_is_free, "a connection slot to be reused", timeout=5)
     for s in held:
         s.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("partial", [header(T.ECHO_REQ, 10)[:6], header(T.ECHO_REQ, 10) + b"abc", b"stat"])
 def test_packet_timeout_closes_a_half_sent_packet(make_server, partial):
     server = make_server("--packet-timeout", "1")
@@ -183,6 +170,7 @@ def test_packet_timeout_closes_a_half_sent_packet(make_server, partial):
     idle.close()
 
 
+@pytest.mark.slow
 def test_packet_timeout_bounds_a_drip_fed_packet(make_server):
     server = make_server("--packet-timeout", "1")
     s = connect(server)
@@ -230,9 +218,9 @@ def test_max_queued_bytes_refuses_submits_and_loses_nothing(make_server, tmp_pat
     assert status(server)["f"][0] == len(accepted)
     echo_ok(s)  # a refusal keeps the connection
     log = tmp_path / "w.log"
-    w = start_worker(server, log, "f")
+    w = start_raw_worker(server, log, "f")
     try:
-        wait_until(lambda: status(server)["f"][:2] == (0, 0), 20, "the accepted jobs to run")
+        wait_until(lambda: status(server)["f"][:2] == (0, 0), "the accepted jobs to run", timeout=20)
         ran = [r["payload"][:3] for r in worker_log(log) if r["op"] == "done"]
         assert sorted(ran) == sorted(p[:3].decode() for p in accepted)  # each once, none refused
         # memory was given back: submits are accepted again

@@ -18,10 +18,12 @@ import threading
 import time
 
 import pytest
-from robustness_support import T, connect, echo_ok, read_packets, rss_kib, start_worker, stop_procs
 
 from gearpy.protocol import FIELD_COUNT, RESPONSE_ONLY, Packet, encode_request
 from gearpy.testing import ServerProcess, gearpy_server_argv
+
+from support.raw import T, connect, echo_ok, read_packets
+from support.workers import rss_kib, start_raw_worker, stop_procs
 
 MiB = 1024 * 1024
 REQUEST_TYPES = [t for t in FIELD_COUNT if t not in RESPONSE_ONLY and t != 0]
@@ -111,6 +113,7 @@ def fuzz_connection(server, rng: random.Random) -> None:
         s.close()
 
 
+@pytest.mark.slow
 def test_live_fuzz_leaves_a_working_server(tmp_path):
     server = ServerProcess(gearpy_server_argv("--packet-timeout", "2")).start()
     procs = []
@@ -144,7 +147,7 @@ def test_live_fuzz_leaves_a_working_server(tmp_path):
         assert grown < 50 * 1024, f"RSS grew by {grown // 1024} MiB under fuzz (seed {seed})"
         # a normal client and worker still work
         echo_ok(server)
-        procs.append(start_worker(server, tmp_path / "w.log", "sentinel"))
+        procs.append(start_raw_worker(server, tmp_path / "w.log", "sentinel"))
         c = connect(server, timeout=10)
         c.sendall(encode_request(T.SUBMIT_JOB, b"sentinel", b"", b"hello"))
         created, done = read_packets(c, 2, timeout=10)
@@ -165,7 +168,7 @@ def test_nul_in_status_query_is_answered_without_traceback(gearpy_server, kind):
     s.sendall(encode_request(T.ECHO_REQ, b"after"))
     try:
         events = read_packets(s, 2, timeout=3)
-    except AssertionError:
+    except (AssertionError, ConnectionError):
         events = None  # closed: acceptable, as long as it was a clean close
     s.close()
     echo_ok(gearpy_server)

@@ -8,62 +8,14 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 
 import pytest
 
 from gearpy.protocol import Decoder, Packet, PacketType, encode, encode_request
-from gearpy.testing import ServerProcess
+
+from support.raw import connect, echo_ok, header, read_packets, read_until_close
 
 T = PacketType
-TIMEOUT = 10.0
-
-
-def connect(server: ServerProcess) -> socket.socket:
-    s = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def read_until_close(s: socket.socket) -> bytes | None:
-    """All bytes up to the server's close; None if it did not close within the timeout."""
-    got = b""
-    try:
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return got
-            got += data
-    except (ConnectionResetError, BrokenPipeError):
-        return got
-    except TimeoutError:
-        return None
-
-
-def echo_ok(s: socket.socket, payload: bytes = b"still here") -> None:
-    s.sendall(encode_request(T.ECHO_REQ, payload))
-    want = encode(T.ECHO_RES, payload)
-    got = b""
-    while len(got) < len(want):
-        data = s.recv(65536)
-        assert data, "bystander connection was closed"
-        got += data
-    assert got == want
-
-
-def reply_packets(s: socket.socket, n: int) -> list:
-    d = Decoder()
-    out: list = []
-    while len(out) < n:
-        data = s.recv(65536)
-        assert data, "closed before the reply"
-        d.feed(data)
-        out.extend(d.events())
-    return out
-
-
-def header(kind: int, size: int, magic: bytes = b"\x00REQ") -> bytes:
-    return magic + struct.pack(">II", kind, size)
 
 
 # Cases where gearmand and gearpy both close without a word (reference §4.21).
@@ -136,13 +88,14 @@ def test_oversized_packet_gets_an_error_then_a_close(gearpy_server, bystander):
     assert "exceeds" in gearpy_server.log()
 
 
+@pytest.mark.slow
 def test_answers_that_keep_the_connection(gearpy_server, bystander):
     s = connect(gearpy_server)
     s.sendall(encode(T.ECHO_REQ, b"x"))  # \0RES magic
     s.sendall(header(5, 0))
     s.sendall(encode_request(T.SUBMIT_JOB_SCHED, b"f", b"", b"1", b"2", b"3", b"4", b"5", b"x"))
     s.sendall(b"status\ta\n")  # tab is not a separator: one unknown word
-    events = reply_packets(s, 4)
+    events = read_packets(s, 4)
     assert events[:3] == [
         Packet(T.ERROR, (b"INVALID_MAGIC", b"Request magic expected"), False),
         Packet(T.ERROR, (b"INVALID_COMMAND", b"Command not expected"), False),
@@ -155,6 +108,7 @@ def test_answers_that_keep_the_connection(gearpy_server, bystander):
     s.close()
 
 
+@pytest.mark.slow
 def test_truncated_packet_then_disconnect(gearpy_server, bystander):
     for cut in (1, 5, 11, 12, 20):
         s = connect(gearpy_server)
@@ -166,14 +120,15 @@ def test_truncated_packet_then_disconnect(gearpy_server, bystander):
     assert bystander.recv(1024) == b".\n"
 
 
+@pytest.mark.slow
 def test_disconnect_mid_job_and_mid_admin(gearpy_server, bystander):
     w = connect(gearpy_server)
     w.sendall(encode_request(T.CAN_DO, b"f"))
     c = connect(gearpy_server)
     c.sendall(encode_request(T.SUBMIT_JOB, b"f", b"", b"x"))
-    assert reply_packets(c, 1)[0].kind == T.JOB_CREATED
+    assert read_packets(c, 1)[0].kind == T.JOB_CREATED
     w.sendall(encode_request(T.GRAB_JOB))
-    assert reply_packets(w, 1)[0].kind == T.JOB_ASSIGN
+    assert read_packets(w, 1)[0].kind == T.JOB_ASSIGN
     c.close()  # client leaves while the job runs
     w.sendall(encode_request(T.WORK_DATA, b"H", b"x")[:15])  # and the worker dies mid-packet
     w.close()
@@ -183,6 +138,7 @@ def test_disconnect_mid_job_and_mid_admin(gearpy_server, bystander):
     echo_ok(bystander)
 
 
+@pytest.mark.slow
 def test_random_garbage_connections(gearpy_server, bystander):
     rng = random.Random(4730)
     for i in range(40):
@@ -198,6 +154,7 @@ def test_random_garbage_connections(gearpy_server, bystander):
     echo_ok(bystander)
 
 
+@pytest.mark.slow
 def test_bystander_unaffected_by_large_valid_packet(gearpy_server, bystander):
     s = connect(gearpy_server)
     body = b"z" * (2 * 1024 * 1024)

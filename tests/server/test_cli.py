@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
-from gearpy.protocol import Decoder, PacketType, encode_request
-from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+from gearpy.protocol import PacketType, encode_request
+from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
+
+from support.raw import admin_line, read_packets
+from support.waits import wait_until
 
 SERVER = [sys.executable, "-m", "gearpy.server"]
 
@@ -32,14 +36,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 20) -> subproc
 
 def admin(address: tuple[str, int], line: bytes) -> bytes:
     with socket.create_connection(address, timeout=5) as s:
-        s.sendall(line)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return admin_line(s, line)
 
 
 def test_print_config_layers_defaults_file_env_flags(tmp_path):
@@ -82,6 +79,7 @@ def test_bad_verbose_level_is_rejected():
     assert "CHATTY" in out.stderr
 
 
+@pytest.mark.slow
 def test_port_in_use_exits_1_with_one_line():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,11 +97,14 @@ def test_version_flag():
     assert out.stdout.startswith("gearpy-server ")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_removes_pid_file(tmp_path):
     pid_file = tmp_path / "gearpy.pid"
     server = ServerProcess(gearpy_server_argv("--pid-file", str(pid_file))).start()
     try:
-        assert int(pid_file.read_text()) == server.proc.pid
+        # the server writes its pid file just after it starts listening: wait for it (bounded)
+        pid_text = wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the pid file", timeout=10)
+        assert int(pid_text) == server.proc.pid
         reply = admin((server.host, server.port), b"getpid\n")
         assert reply == b"OK %d\n" % server.proc.pid
     finally:
@@ -113,6 +114,7 @@ def test_sigterm_stops_cleanly_and_removes_pid_file(tmp_path):
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.slow
 def test_sigusr1_drains_then_exits(tmp_path):
     server = ServerProcess(gearpy_server_argv()).start()
     addr = (server.host, server.port)
@@ -121,9 +123,7 @@ def test_sigusr1_drains_then_exits(tmp_path):
         worker.sendall(encode_request(PacketType.CAN_DO, b"slow"))
         client = socket.create_connection(addr, timeout=5)
         client.sendall(encode_request(PacketType.SUBMIT_JOB_BG, b"slow", b"", b"x"))
-        dec = Decoder()
-        dec.feed(client.recv(4096))
-        created = dec.next_event()
+        [created] = read_packets(client, 1)
         assert created.kind == PacketType.JOB_CREATED
         server.signal(signal.SIGUSR1)
         # New connections are refused once draining starts...
@@ -140,9 +140,7 @@ def test_sigusr1_drains_then_exits(tmp_path):
         # ...but the process stays up while a job is left, and existing connections still work.
         assert server.proc.poll() is None
         worker.sendall(encode_request(PacketType.GRAB_JOB))
-        wdec = Decoder()
-        wdec.feed(worker.recv(4096))
-        assign = wdec.next_event()
+        [assign] = read_packets(worker, 1)
         assert assign.kind == PacketType.JOB_ASSIGN
         worker.sendall(encode_request(PacketType.WORK_COMPLETE, assign.args[0], b"done"))
         assert server.proc.wait(10) == 0
@@ -152,6 +150,7 @@ def test_sigusr1_drains_then_exits(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_env_listen_and_port_are_used():
     port = free_port()
     proc = subprocess.Popen(
@@ -161,8 +160,6 @@ def test_env_listen_and_port_are_used():
         stderr=subprocess.STDOUT,
     )
     try:
-        from gearpy.testing import wait_for_port
-
         wait_for_port("127.0.0.1", port, proc=proc)
         assert admin(("127.0.0.1", port), b"version\n").startswith(b"OK ")
     finally:
@@ -171,6 +168,7 @@ def test_env_listen_and_port_are_used():
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_sighup_reopens_log_file(tmp_path):
     log_file = tmp_path / "server.log"
     server = ServerProcess(gearpy_server_argv("--log-file", str(log_file), "--verbose", "INFO")).start()
@@ -191,17 +189,14 @@ def test_sighup_reopens_log_file(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_max_queued_bytes_refuses_new_jobs_with_queue_error_and_keeps_the_rest():
     server = ServerProcess(gearpy_server_argv("--max-queued-bytes", "1000")).start()
     try:
         with socket.create_connection((server.host, server.port), timeout=5) as s:
             for _ in range(3):
                 s.sendall(encode_request(PacketType.SUBMIT_JOB_BG, b"f", b"", b"x" * 400))
-            dec = Decoder()
-            events = []
-            while len(events) < 3:
-                dec.feed(s.recv(4096))
-                events.extend(dec.events())
+            events = read_packets(s, 3)
         kinds = [e.kind for e in events]
         assert kinds == [PacketType.JOB_CREATED, PacketType.JOB_CREATED, PacketType.ERROR]
         assert events[2].args[0] == b"QUEUE_ERROR"

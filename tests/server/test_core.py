@@ -15,44 +15,10 @@ from gearpy.protocol import AdminCommand, Decoder, Packet, PacketType, split_adm
 from gearpy.server.core import CloseConnection, ServerCore
 from gearpy.server.state import Conn
 
+from support.schedulers import Clock, FakeScheduler
+
 T = PacketType
 H = b"H:test:"
-
-
-class FakeTimer:
-    def __init__(self, delay, fn):
-        self.delay = delay
-        self.fn = fn
-        self.active = True
-
-
-class FakeScheduler:
-    def __init__(self):
-        self.timers: list[FakeTimer] = []
-
-    def call_later(self, delay, fn):
-        t = FakeTimer(delay, fn)
-        self.timers.append(t)
-        return t
-
-    def cancel(self, timer):
-        timer.active = False
-
-    def active(self) -> list[FakeTimer]:
-        return [t for t in self.timers if t.active]
-
-    def fire(self, timer: FakeTimer) -> None:
-        assert timer.active
-        timer.active = False
-        timer.fn()
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class World:

@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from gearpy.testing import require_tool
+from support.external import require_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
+@pytest.mark.external
 def test_server_unit_passes_systemd_analyze_verify(tmp_path):
     analyze = require_tool("systemd-analyze")
     binary = shutil.which("gearpy-server")

@@ -9,15 +9,18 @@ still behaves the way we say it does, so the note stays true.
 from __future__ import annotations
 
 import re
-import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gearpy.protocol import FIELD_COUNT, Decoder, Packet, PacketType, encode, encode_request
-from gearpy.testing import ServerProcess, gearmand_argv, gearpy_server_argv
+from gearpy.protocol import FIELD_COUNT, Packet, PacketType, encode
+from gearpy.testing import ServerProcess
+
+from support.raw import Session
+from support.servers import server_of
+
+pytestmark = pytest.mark.interop
 
 T = PacketType
 PREFIX = "H:diff"
@@ -26,80 +29,6 @@ TIMEOUT = 10.0
 
 def H(n: int) -> bytes:
     return f"{PREFIX}:{n}".encode()
-
-
-class Session:
-    """One raw TCP connection speaking bytes, with an ECHO barrier to collect replies."""
-
-    _marks = 0
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, kind: int, *args: bytes) -> None:
-        self.sock.sendall(encode_request(kind, *args))
-
-    def raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _recv(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError(f"closed by server; unread {self.buf!r}")
-        self.buf += data
-
-    def sync(self) -> list[Packet]:
-        """Everything the server sent before answering an ECHO barrier (the barrier excluded)."""
-        Session._marks += 1
-        mark = b"barrier-%d" % Session._marks
-        self.send(T.ECHO_REQ, mark)
-        end = encode(T.ECHO_RES, mark)
-        while end not in self.buf:
-            self._recv()
-        head, _, self.buf = self.buf.partition(end)
-        d = Decoder()
-        d.feed(head)
-        events = list(d.events())
-        assert d.buffered == 0, head
-        return events
-
-    def call(self, kind: int, *args: bytes) -> list[Packet]:
-        self.send(kind, *args)
-        return self.sync()
-
-    def admin(self, line: bytes) -> bytes:
-        """Send one admin line; return the whole reply (listings up to their ``.`` line)."""
-        self.sock.sendall(line)
-        while True:
-            if self.buf.startswith((b"OK", b"ERR")) and b"\n" in self.buf:
-                reply, _, self.buf = self.buf.partition(b"\n")
-                return reply + b"\n"
-            if self.buf == b".\n" or b"\n.\n" in self.buf:
-                reply, _, self.buf = (
-                    self.buf.partition(b".\n")
-                    if self.buf.startswith(b".\n")
-                    else (self.buf.partition(b"\n.\n"))
-                )
-                return reply + (b".\n" if reply == b"" else b"\n.\n")
-            self._recv()
-
-    def closed_by_server(self) -> bool:
-        """True when the server closes the connection (recv gives b"") within the timeout."""
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return True
-                self.buf += data
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except TimeoutError:
-            return False
 
 
 class Target:
@@ -119,9 +48,7 @@ class Target:
 
 
 def _start(name: str, tmp_path: Path, *extra: str) -> Iterator[Target]:
-    args = (f"--job-handle-prefix={PREFIX}", "--verbose=INFO", *extra)
-    factory = gearpy_server_argv(*args) if name == "gearpy" else gearmand_argv(tmp_path, *args)
-    server = ServerProcess(factory).start()
+    server = server_of(name, tmp_path, f"--job-handle-prefix={PREFIX}", "--verbose=INFO", *extra).start()
     target = Target(name, server)
     try:
         yield target
@@ -147,16 +74,6 @@ def both(gearpy: Target, gearmand: Target, scenario: Callable[[Target], object])
     theirs = scenario(gearmand)
     assert ours == theirs
     return ours
-
-
-def wait_for(s: Session, line: bytes, needle: bytes, tries: int = 200) -> bytes:
-    """Repeat an admin command until its reply contains ``needle`` (bounded)."""
-    for _ in range(tries):
-        reply = s.admin(line)
-        if needle in reply:
-            return reply
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} never appeared in {line!r}: {reply!r}")
 
 
 def pk(kind, *args) -> Packet:
@@ -351,7 +268,7 @@ def test_requeue_on_disconnect_cant_do_reset(gearpy, gearmand):
         w1.send(T.CAN_DO, b"f")
         out = [w1.call(T.GRAB_JOB), w1.call(T.GRAB_JOB)]
         w1.close()
-        wait_for(a, b"status\n", b"f\t3\t0\t0\n")  # until the server has seen the close
+        a.wait_admin(b"status\n", b"f\t3\t0\t0\n")  # until the server has seen the close
         w2 = t.session()
         w2.send(T.CAN_DO, b"f")
         out += [w2.call(T.GRAB_JOB_UNIQ) for _ in range(2)]
@@ -645,7 +562,7 @@ def test_can_do_timeout_differs(gearpy, gearmand):
         w.send(T.CAN_DO_TIMEOUT, b"f", b"1000")
         assert w.call(T.GRAB_JOB)[0].kind == T.JOB_ASSIGN
         a = t.session()
-        status = wait_for(a, b"status\n", settled)  # once the one-second timer has fired
+        status = a.wait_admin(b"status\n", settled)  # once the one-second timer has fired
         return c.sync(), w.sync(), status, a.admin(b"show jobs\n")
 
     got, worker, status, jobs = scenario(gearpy, b"f\t0\t")
@@ -666,7 +583,7 @@ def test_job_retries_drop(tmp_path):
             w.send(T.CAN_DO, b"f")
             out.append(w.call(T.GRAB_JOB))
             w.close()
-            wait_for(a, b"status\n", b"f\t%d\t0\t0\n" % (1 - attempt))
+            a.wait_admin(b"status\n", b"f\t%d\t0\t0\n" % (1 - attempt))
         out.append(c.sync())
         out.append(a.admin(b"show jobs\n"))
         return out

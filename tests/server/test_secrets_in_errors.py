@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from support.stores import MYSQL, reachable
+
 SECRET = "S3cretPw"
 MALFORMED = [
     f"mysql:/root:{SECRET}@127.0.0.1:3306/test",  # one slash: not a URL, read as a gearmand type
@@ -49,14 +51,13 @@ def test_takeover_never_prints_the_password(url: str, tmp_path) -> None:
         assert text.startswith("takeover failed: "), text
 
 
+@pytest.mark.external
 def test_takeover_scrubs_a_password_from_driver_errors(tmp_path) -> None:
     """Whatever a driver's error says is scrubbed of both URLs' passwords before it is printed.
 
     MariaDB names the missing database in its error; here that name equals the password of the
     other URL, which is how a password echoed by a driver would look.
     """
-    from tests.store.conftest import MYSQL, reachable
-
     if not reachable(MYSQL):
         pytest.skip("MariaDB is not reachable at 127.0.0.1:3306")
     out = _run(

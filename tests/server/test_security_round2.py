@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from gearpy.protocol import PacketType, encode_request
-from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, require_tool
-from tests.server.test_tls_and_admin import _exchange as exchange
-from tests.server.test_tls_and_admin import admin_line
+from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
+
+from support.pki import client_context, leaf_certificate
+from support.raw import admin_line, exchange
 
 T = PacketType
 SERVER = [sys.executable, "-m", "gearpy.server"]
@@ -47,25 +48,8 @@ def start_failure(*args: str, timeout: float = 30) -> subprocess.CompletedProces
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def leaf_certificate(pki, d: Path, name: str, subj: str) -> tuple[Path, Path]:
-    """A client certificate with subject ``subj`` (openssl -subj syntax), signed by the test CA."""
-    openssl = require_tool("openssl")
-    key, csr, crt = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=60)  # noqa: E731
-    run(openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", subj)
-    ext = d / f"{name}.ext"
-    ext.write_text("basicConstraints=CA:FALSE\n")
-    ca_key = pki.ca.parent / "test-ca.key"
-    run(
-        openssl, "x509", "-req", "-in", str(csr), "-CA", str(pki.ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext),
-    )  # fmt: skip
-    return crt, key
-
-
 def tls_connect(server: ServerProcess, pki, cert: tuple[Path, Path]) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(pki.ca))
-    ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    ctx = client_context(pki.ca, *cert)
     raw = socket.create_connection((server.host, server.port), timeout=10)
     return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 

@@ -8,31 +8,13 @@ import urllib.request
 
 import pytest
 
-from gearpy.protocol import Decoder, PacketType, encode_request
+from gearpy.protocol import PacketType, encode_request
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
 
+from support.pki import client_context
+from support.raw import admin_line, echo, exchange, read_packets
+
 T = PacketType
-
-
-def echo_over(sock: socket.socket, payload: bytes = b"ping") -> bytes:
-    sock.sendall(encode_request(T.ECHO_REQ, payload))
-    dec = Decoder()
-    while True:
-        ev = dec.next_event()
-        if ev is not None:
-            assert ev.kind == T.ECHO_RES
-            return ev.args[0]
-        data = sock.recv(4096)
-        if not data:
-            raise ConnectionError("closed")
-        dec.feed(data)
-
-
-def client_context(ca, cert=None, key=None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca))
-    if cert:
-        ctx.load_cert_chain(str(cert), str(key))
-    return ctx
 
 
 @pytest.fixture
@@ -47,14 +29,16 @@ def tls_server(tls_args):
     server.stop()
 
 
+@pytest.mark.slow
 def test_tls_client_with_certificate_is_served(tls_server, pki):
     ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
     with socket.create_connection((tls_server.host, tls_server.port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
-            assert echo_over(tls, b"x" * 100_000) == b"x" * 100_000
+            assert echo(tls, b"x" * 100_000) == b"x" * 100_000
 
 
+@pytest.mark.slow
 def test_plaintext_and_wrong_certificates_are_refused_while_others_are_served(tls_server, pki):
     good_ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
     addr = (tls_server.host, tls_server.port)
@@ -62,7 +46,7 @@ def test_plaintext_and_wrong_certificates_are_refused_while_others_are_served(tl
         socket.create_connection(addr, timeout=5) as raw,
         good_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as good,
     ):
-        assert echo_over(good) == b"ping"
+        assert echo(good) == b"ping"
         # Plaintext Gearman on the TLS port: no answer, the connection is closed.
         with socket.create_connection(addr, timeout=5) as plain:
             plain.sendall(encode_request(T.ECHO_REQ, b"hello"))
@@ -76,18 +60,18 @@ def test_plaintext_and_wrong_certificates_are_refused_while_others_are_served(tl
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with socket.create_connection(addr, timeout=5) as raw2:
                 with rogue.wrap_socket(raw2, server_hostname="127.0.0.1") as tls:
-                    echo_over(tls)
+                    echo(tls)
         # No client certificate at all: refused too.
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with socket.create_connection(addr, timeout=5) as raw3:
                 with client_context(pki.ca).wrap_socket(raw3, server_hostname="127.0.0.1") as tls:
-                    echo_over(tls)
+                    echo(tls)
         # A client that verifies the server with the wrong CA refuses the server.
         with pytest.raises(ssl.SSLCertVerificationError):
             with socket.create_connection(addr, timeout=5) as raw4:
                 client_context(pki.rogue_ca).wrap_socket(raw4, server_hostname="127.0.0.1")
         # The good connection was never disturbed.
-        assert echo_over(good, b"still here") == b"still here"
+        assert echo(good, b"still here") == b"still here"
     assert "Traceback" not in tls_server.log()
 
 
@@ -103,6 +87,7 @@ def test_server_context_requires_tls_1_2_and_client_certificates(pki):
     assert make_server_ssl_context(cfg).verify_mode == ssl.CERT_REQUIRED
 
 
+@pytest.mark.slow
 def test_ssl_without_certificate_is_a_clear_startup_error():
     import subprocess
     import sys
@@ -118,17 +103,7 @@ def test_ssl_without_certificate_is_a_clear_startup_error():
     assert "Traceback" not in out.stderr
 
 
-def admin_line(sock, line: bytes) -> bytes:
-    sock.sendall(line)
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
+@pytest.mark.slow
 def test_mutating_admin_commands_follow_the_certificate_acl(tls_server, pki):
     ops = client_context(pki.ca, pki.client_cert, pki.client_key)
     addr = (tls_server.host, tls_server.port)
@@ -160,9 +135,7 @@ def test_metrics_endpoint_reports_gearman_gauges_and_health():
         with socket.create_connection((server.host, server.port), timeout=5) as s:
             s.sendall(encode_request(T.CAN_DO, b"resize"))
             s.sendall(encode_request(T.SUBMIT_JOB_HIGH_BG, b"resize", b"", b"img"))
-            dec = Decoder()
-            while dec.next_event() is None:
-                dec.feed(s.recv(4096))
+            read_packets(s, 1)  # JOB_CREATED: the job is queued
             body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         assert "gearman_up 1.0" in body
         assert 'gearman_jobs{function="resize"} 1.0' in body
@@ -185,19 +158,6 @@ def test_metrics_endpoint_reports_gearman_gauges_and_health():
         socket.create_connection(("127.0.0.1", mport), timeout=1)
 
 
-def _exchange(sock, *packets, replies: int) -> list:
-    sock.sendall(b"".join(packets))
-    dec = Decoder()
-    out: list = []
-    while len(out) < replies:
-        data = sock.recv(4096)
-        if not data:
-            break
-        dec.feed(data)
-        out.extend(dec.events())
-    return out
-
-
 def test_function_acl_by_certificate_subject_matches_whole_names(pki, tls_args, tmp_path):
     acl = tmp_path / "acl.yml"
     acl.write_text('"CN=ops": {register: "resize", invoke: "resize"}\n"*": {}\n')
@@ -206,7 +166,7 @@ def test_function_acl_by_certificate_subject_matches_whole_names(pki, tls_args, 
         ctx = client_context(pki.ca, pki.client_cert, pki.client_key)
         with socket.create_connection((server.host, server.port), timeout=5) as raw:
             with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-                replies = _exchange(
+                replies = exchange(
                     s,
                     encode_request(T.CAN_DO, b"resize"),
                     encode_request(T.CAN_DO, b"resize_all"),  # a prefix is not the whole name
@@ -228,7 +188,7 @@ def test_function_acl_default_entry_applies_to_plaintext_peers(tmp_path):
     server = ServerProcess(gearpy_server_argv("--acl-file", str(acl))).start()
     try:
         with socket.create_connection((server.host, server.port), timeout=5) as s:
-            replies = _exchange(
+            replies = exchange(
                 s,
                 encode_request(T.SUBMIT_JOB_BG, b"public_report", b"", b"x"),
                 encode_request(T.SUBMIT_JOB_BG, b"private", b"", b"x"),

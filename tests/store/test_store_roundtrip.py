@@ -6,6 +6,7 @@ import uuid
 
 import gevent
 import gevent.event
+import pytest
 
 from gearpy.errors import StoreError
 from gearpy.server.store import QueueStore, StoredJob
@@ -158,6 +159,7 @@ def test_oversized_job_fails_alone_and_in_order(tmp_path) -> None:
         store.close()
 
 
+@pytest.mark.external
 def test_mysql_reports_its_packet_limit(service_of) -> None:
     store = opened(service_of("mysql").url)
     try:

@@ -19,7 +19,7 @@ from gearpy.client import Client
 from gearpy.server.stores import make_backend
 from gearpy.testing import ServerProcess, gearpy_server_argv
 
-from .conftest import Service, make_service
+from support.stores import Service, make_service
 
 
 def _url_with(service: Service, name: str | None) -> str:

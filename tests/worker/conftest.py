@@ -17,10 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gearpy.client import Admin
-from gearpy.testing import ServerProcess
-
-WAIT = 30.0
+from support.waits import WAIT
 
 TASKS = r"""
 import os
@@ -91,18 +88,6 @@ def hold(job, payload):
 """
 
 
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = WAIT) -> object:
-    """Poll ``predicate`` until it is truthy; fail the test (never hang) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 class WorkerProcess:
     """``python -m gearpy.worker`` as a subprocess, with its log in a file."""
 
@@ -144,25 +129,6 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-
-
-def function_status(server: ServerProcess, function: str) -> tuple[int, int, int] | None:
-    """(total, running, workers) of ``function`` from the admin ``status`` listing, or None."""
-    with Admin(server.address, timeout=5) as admin:
-        for line in admin.status():
-            if line.function == function:
-                return line.total, line.running, line.workers
-    return None
-
-
-def wait_workers(server: ServerProcess, function: str, count: int = 1) -> None:
-    """Wait until ``count`` connections registered ``function`` on ``server``."""
-
-    def ok() -> bool:
-        st = function_status(server, function)
-        return st is not None and st[2] >= count
-
-    wait_until(ok, f"{count} worker(s) for {function} on {server.address}")
 
 
 @pytest.fixture

@@ -81,11 +81,13 @@ def test_mistakes_are_one_line_and_a_documented_code(workdir, args, code, needle
     assert_one_line_error(run(workdir, *args), code, needle)
 
 
+@pytest.mark.slow
 def test_broken_task_module_is_exit_3(workdir):
     (workdir / "broken.py").write_text("import does_not_exist_either\n")
     assert_one_line_error(run(workdir, "broken"), EXIT_IMPORT, "cannot import broken")
 
 
+@pytest.mark.slow
 def test_print_config_layers_file_env_and_flags(workdir):
     cfg = workdir / "gearpy.yml"
     cfg.write_text(
@@ -113,6 +115,7 @@ def test_print_config_layers_file_env_and_flags(workdir):
     assert shown["processes"] is None
 
 
+@pytest.mark.slow
 def test_defaults_without_config(workdir):
     out = run(workdir, "--print-config", "wtasks")
     shown = yaml.safe_load(out.stdout)["worker"]

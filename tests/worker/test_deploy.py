@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from gearpy.testing import require_tool
+from support.external import require_tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -40,6 +41,7 @@ def print_config(args: list[str]) -> dict:
     return yaml.safe_load(out.stdout)["worker"]
 
 
+@pytest.mark.external
 def test_template_unit_passes_systemd_analyze_verify(tmp_path):
     analyze = require_tool("systemd-analyze")
     text = (DEPLOY / "gearpy-worker@.service").read_text()
@@ -53,6 +55,7 @@ def test_template_unit_passes_systemd_analyze_verify(tmp_path):
     assert "gearpy-worker@" not in report, report
 
 
+@pytest.mark.slow
 def test_unit_stops_gracefully_and_restarts_the_right_exits():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
@@ -86,11 +89,13 @@ def test_environment_file_is_accepted_by_the_worker():
     assert cfg["processes"] == 2 and cfg["concurrency"] == 4
 
 
+@pytest.mark.slow
 def test_shared_sample_config_is_accepted_by_the_worker():
     cfg = print_config(["--config", str(DEPLOY / "gearpy.yml"), "x"])
     assert cfg["servers"] == ["127.0.0.1:4730"]
 
 
+@pytest.mark.slow
 def test_supervisord_and_circus_commands_are_valid():
     sup = configparser.RawConfigParser()
     sup.read(DEPLOY / "supervisord" / "gearpy-worker.conf")

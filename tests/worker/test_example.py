@@ -10,12 +10,13 @@ import pytest
 from gearpy.client import Client
 from gearpy.errors import JobException, JobFailed
 
-from .conftest import wait_workers
+from support.waits import wait_for_worker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "report_worker.py"
 TIMEOUT = 30.0
 
 
+@pytest.mark.slow
 def test_report_worker(gearman_server, start_worker, tmp_path):
     start_worker(
         "-s",
@@ -27,7 +28,7 @@ def test_report_worker(gearman_server, start_worker, tmp_path):
         str(EXAMPLE),
         env={"REPORT_DIR": str(tmp_path)},
     )
-    wait_workers(gearman_server, "atom1-generate_report")
+    wait_for_worker(gearman_server, "atom1-generate_report")
     with Client([gearman_server.address], key="atom1", codec="json") as client:
         job = client.submit("generate_report", {"repository": "Archives of Ontario", "rows": 60})
         result = job.result(TIMEOUT)

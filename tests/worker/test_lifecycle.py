@@ -12,7 +12,9 @@ import pytest
 from gearpy.client import submit
 from gearpy.worker.config import EXIT_HARD_STOP, EXIT_OK, EXIT_RECYCLED
 
-from .conftest import function_status, wait_until, wait_workers
+from support.waits import function_status, wait_for_worker, wait_until
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT = 30.0
 
@@ -28,8 +30,8 @@ def started_by(workdir: Path, pid: int, payload: str) -> bool:
 def test_two_keys_on_one_server_stay_apart(gearman_server, start_worker):
     start_worker("-s", gearman_server.address, "--key", "site1", "wtasks", env={"WTEST_NAME": "one"})
     start_worker("-s", gearman_server.address, "--key", "site2", "wtasks", env={"WTEST_NAME": "two"})
-    wait_workers(gearman_server, "site1-whoami")
-    wait_workers(gearman_server, "site2-whoami")
+    wait_for_worker(gearman_server, "site1-whoami")
+    wait_for_worker(gearman_server, "site2-whoami")
     servers = [gearman_server.address]
     for _ in range(5):
         assert submit("whoami", b"", key="site1", servers=servers, timeout=TIMEOUT).startswith(b"one:")
@@ -43,18 +45,18 @@ def test_workers_key_from_environment_and_config(gearmand_server, start_worker, 
     cfg.write_text(f"servers: ['{gearmand_server.address}']\nworkers_key: fromfile\n")
     start_worker("--config", str(cfg), "wtasks")
     start_worker("--config", str(cfg), "wtasks", env={"GEARPY_WORKERS_KEY": "fromenv"})
-    wait_workers(gearmand_server, "fromfile-upper")
-    wait_workers(gearmand_server, "fromenv-upper")
+    wait_for_worker(gearmand_server, "fromfile-upper")
+    wait_for_worker(gearmand_server, "fromenv-upper")
 
 
 def test_sigkill_mid_job_another_worker_completes_it(gearman_server, start_worker, workdir):
     first = start_worker("-s", gearman_server.address, "-f", "hold", "wtasks")
-    wait_workers(gearman_server, "hold")
+    wait_for_worker(gearman_server, "hold")
     with ThreadPoolExecutor(1) as pool:
         fut = pool.submit(submit, "hold", b"job1", servers=[gearman_server.address], timeout=TIMEOUT * 2)
         wait_until(lambda: started_by(workdir, first.pid, "job1"), "the first worker to start the job")
         second = start_worker("-s", gearman_server.address, "-f", "hold", "wtasks")
-        wait_workers(gearman_server, "hold", 2)
+        wait_for_worker(gearman_server, "hold", 2)
         first.signal(signal.SIGKILL)
         first.wait()
         wait_until(
@@ -66,7 +68,7 @@ def test_sigkill_mid_job_another_worker_completes_it(gearman_server, start_worke
 
 def test_sigterm_mid_job_finishes_it_and_exits_0(gearman_server, start_worker, workdir):
     worker = start_worker("-s", gearman_server.address, "-c", "2", "wtasks")
-    wait_workers(gearman_server, "hold")
+    wait_for_worker(gearman_server, "hold")
     servers = [gearman_server.address]
     with ThreadPoolExecutor(1) as pool:
         fut = pool.submit(submit, "hold", b"job1", servers=servers, timeout=TIMEOUT)
@@ -83,7 +85,7 @@ def test_sigterm_mid_job_finishes_it_and_exits_0(gearman_server, start_worker, w
 
 def test_second_signal_is_a_hard_stop(gearman_server, start_worker, workdir):
     worker = start_worker("-s", gearman_server.address, "-f", "hold", "wtasks")
-    wait_workers(gearman_server, "hold")
+    wait_for_worker(gearman_server, "hold")
     submit("hold", b"bg", background=True, servers=[gearman_server.address], timeout=TIMEOUT)
     wait_until(lambda: started(workdir, "bg"), "the job to start")
     worker.signal(signal.SIGTERM)
@@ -96,7 +98,7 @@ def test_second_signal_is_a_hard_stop(gearman_server, start_worker, workdir):
 
 def test_shutdown_timeout_abandons_running_jobs(gearman_server, start_worker, workdir):
     worker = start_worker("-s", gearman_server.address, "--shutdown-timeout", "0.2", "-f", "hold", "wtasks")
-    wait_workers(gearman_server, "hold")
+    wait_for_worker(gearman_server, "hold")
     submit("hold", b"bg", background=True, servers=[gearman_server.address], timeout=TIMEOUT)
     wait_until(lambda: started(workdir, "bg"), "the job to start")
     worker.signal(signal.SIGTERM)
@@ -106,18 +108,18 @@ def test_shutdown_timeout_abandons_running_jobs(gearman_server, start_worker, wo
 
 def test_server_restart_worker_reregisters(gearman_server, start_worker):
     start_worker("-s", gearman_server.address, "wtasks")
-    wait_workers(gearman_server, "upper")
+    wait_for_worker(gearman_server, "upper")
     servers = [gearman_server.address]
     assert submit("upper", b"before", servers=servers, timeout=TIMEOUT) == b"BEFORE"
     gearman_server.restart()
-    wait_workers(gearman_server, "upper")
+    wait_for_worker(gearman_server, "upper")
     assert submit("upper", b"after", servers=servers, timeout=TIMEOUT) == b"AFTER"
 
 
 def test_takes_work_from_every_server(gearpy_server, gearmand_server, start_worker):
     start_worker("-s", gearpy_server.address, "-s", gearmand_server.address, "wtasks")
     for server in (gearpy_server, gearmand_server):
-        wait_workers(server, "upper")
+        wait_for_worker(server, "upper")
         assert submit("upper", server.address.encode(), servers=[server.address], timeout=TIMEOUT) == (
             server.address.upper().encode()
         )
@@ -125,7 +127,7 @@ def test_takes_work_from_every_server(gearpy_server, gearmand_server, start_work
 
 def test_max_jobs_recycles_single_process(gearman_server, start_worker):
     worker = start_worker("-s", gearman_server.address, "--max-jobs", "2", "-c", "3", "-f", "upper", "wtasks")
-    wait_workers(gearman_server, "upper")
+    wait_for_worker(gearman_server, "upper")
     servers = [gearman_server.address]
     for i in range(3):
         submit("upper", f"j{i}".encode(), background=True, servers=servers, timeout=TIMEOUT)
@@ -136,7 +138,7 @@ def test_max_jobs_recycles_single_process(gearman_server, start_worker):
 
 def test_prefork_replaces_recycled_and_killed_children(gearman_server, start_worker):
     parent = start_worker("-s", gearman_server.address, "--processes", "1", "--max-jobs", "1", "wtasks")
-    wait_workers(gearman_server, "whoami")
+    wait_for_worker(gearman_server, "whoami")
     servers = [gearman_server.address]
     pids = []
     for _ in range(2):
@@ -162,7 +164,7 @@ def test_prefork_replaces_recycled_and_killed_children(gearman_server, start_wor
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_never_grabs_more_than_concurrency(gearman_server, start_worker, workdir, concurrency):
     start_worker("-s", gearman_server.address, "-c", str(concurrency), "-f", "hold", "wtasks")
-    wait_workers(gearman_server, "hold")
+    wait_for_worker(gearman_server, "hold")
     servers = [gearman_server.address]
     for i in range(concurrency + 2):
         submit("hold", f"c{i}".encode(), background=True, servers=servers, timeout=TIMEOUT)
@@ -178,7 +180,7 @@ def test_never_grabs_more_than_concurrency(gearman_server, start_worker, workdir
 def test_max_memory_recycles(gearman_server, start_worker):
     # Any Python process is above 1 MiB resident, so the first finished job triggers the recycle.
     worker = start_worker("-s", gearman_server.address, "--max-memory", "1", "wtasks")
-    wait_workers(gearman_server, "upper")
+    wait_for_worker(gearman_server, "upper")
     assert submit("upper", b"m", servers=[gearman_server.address], timeout=TIMEOUT) == b"M"
     assert worker.wait() == EXIT_RECYCLED
     assert "above --max-memory" in worker.log()
@@ -189,13 +191,13 @@ def test_worker_started_before_the_server_connects_when_it_appears(gearpy_server
     worker = start_worker("-s", gearpy_server.address, "wtasks")
     wait_until(lambda: "cannot connect" in worker.log(), "a failed connection attempt")
     gearpy_server.start()
-    wait_workers(gearpy_server, "upper")
+    wait_for_worker(gearpy_server, "upper")
     assert submit("upper", b"late", servers=[gearpy_server.address], timeout=TIMEOUT) == b"LATE"
 
 
 def test_sigterm_while_the_server_is_down_exits_0(gearpy_server, start_worker):
     worker = start_worker("-s", gearpy_server.address, "wtasks")
-    wait_workers(gearpy_server, "upper")
+    wait_for_worker(gearpy_server, "upper")
     gearpy_server.kill()
     wait_until(lambda: "reconnecting" in worker.log(), "the worker to notice the lost server")
     worker.signal(signal.SIGTERM)
@@ -210,7 +212,7 @@ def test_client_id_and_json_logs(gearman_server, start_worker):
     worker = start_worker(
         "-s", gearman_server.address, "--client-id", "report-box-1", "--log-format", "json", "wtasks"
     )
-    wait_workers(gearman_server, "upper")
+    wait_for_worker(gearman_server, "upper")
     with Admin(gearman_server.address, timeout=5) as admin:
         mine = [w for w in admin.workers() if w.client_id == "report-box-1"]
     assert len(mine) == 1 and {"upper", "hold", "whoami"} <= set(mine[0].functions)
@@ -222,7 +224,7 @@ def test_client_id_and_json_logs(gearman_server, start_worker):
 
 def test_prefork_sigterm_mid_job_lets_children_finish(gearman_server, start_worker, workdir):
     parent = start_worker("-s", gearman_server.address, "--processes", "2", "-f", "hold", "wtasks")
-    wait_workers(gearman_server, "hold", 2)
+    wait_for_worker(gearman_server, "hold", 2)
     with ThreadPoolExecutor(1) as pool:
         fut = pool.submit(submit, "hold", b"pf", servers=[gearman_server.address], timeout=TIMEOUT)
         wait_until(lambda: started(workdir, "pf"), "a child to start the job")

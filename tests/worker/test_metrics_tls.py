@@ -13,7 +13,7 @@ from gearpy.client.config import ClientConfig
 from gearpy.errors import JobFailed
 from gearpy.testing import free_port
 
-from .conftest import wait_until
+from support.waits import wait_until
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -26,6 +26,7 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+@pytest.mark.slow
 def test_worker_serves_over_tls_and_reports_metrics(tls_server, pki, start_worker):
     mport = free_port()
     worker = start_worker(
@@ -69,6 +70,7 @@ def test_worker_serves_over_tls_and_reports_metrics(tls_server, pki, start_worke
     worker.stop()
 
 
+@pytest.mark.slow
 def test_worker_refuses_a_server_it_cannot_verify(tls_server, pki, start_worker):
     worker = start_worker(
         "-s",
@@ -89,6 +91,7 @@ def test_worker_refuses_a_server_it_cannot_verify(tls_server, pki, start_worker)
     assert worker.proc.poll() is None  # it keeps retrying, as with any unreachable server
 
 
+@pytest.mark.slow
 def test_metrics_with_processes_one_port_per_process(gearpy_server, start_worker):
     mport = free_port()
     with socket.socket() as probe:  # the next port must be free too

@@ -13,7 +13,7 @@ import pytest
 from gearpy.client import Client
 from gearpy.errors import JobException, JobFailed
 
-from .conftest import function_status, wait_until, wait_workers
+from support.waits import function_status, wait_for_worker, wait_until
 
 BIG_TASKS = r"""
 from gearpy.worker import task
@@ -35,7 +35,7 @@ def big_data(job, payload):
 def test_oversized_result_fails_the_job_once(gearpy_server, start_worker, workdir):
     (workdir / "bigtasks.py").write_text(BIG_TASKS)
     worker = start_worker("-s", gearpy_server.address, "bigtasks", env={"GEARPY_MAX_PACKET_SIZE": "1048576"})
-    wait_workers(gearpy_server, "big")
+    wait_for_worker(gearpy_server, "big")
     with Client([gearpy_server.address]) as client:
         assert client.submit("big", b"1000", timeout=30).result(30) == b"r" * 1000
         with pytest.raises(JobFailed):

@@ -11,17 +11,18 @@ import pytest
 
 from gearpy.client import Client, submit
 from gearpy.errors import JobException, JobFailed
-from gearpy.testing import require_tool
 
-from .conftest import function_status, wait_workers
+from support.external import require_tool
+from support.waits import function_status, wait_for_worker
 
 TIMEOUT = 20.0
 
 
+@pytest.mark.interop
 def test_gearman_cli_client(gearman_server, start_worker):
     gearman = require_tool("gearman")
     start_worker("-s", gearman_server.address, "wtasks")
-    wait_workers(gearman_server, "upper")
+    wait_for_worker(gearman_server, "upper")
     out = subprocess.run(
         [gearman, "-h", gearman_server.host, "-p", str(gearman_server.port), "-f", "upper"],
         input=b"hello gearman",
@@ -34,12 +35,13 @@ def test_gearman_cli_client(gearman_server, start_worker):
     assert b"50% Complete" in out.stdout
 
 
+@pytest.mark.interop
 def test_gearman_cli_sees_fail_without_exceptions(gearman_server, start_worker):
     """--no-exceptions: a raised exception is a bare WORK_FAIL, which libgearman clients understand
     on both servers (gearmand turns WORK_EXCEPTION into a WORK_FAIL they never match)."""
     gearman = require_tool("gearman")
     start_worker("-s", gearman_server.address, "--no-exceptions", "wtasks")
-    wait_workers(gearman_server, "boom")
+    wait_for_worker(gearman_server, "boom")
     out = subprocess.run(
         [gearman, "-h", gearman_server.host, "-p", str(gearman_server.port), "-f", "boom"],
         input=b"x",
@@ -65,6 +67,7 @@ echo json_encode($out);
 """
 
 
+@pytest.mark.interop
 def test_php_client(gearman_server, start_worker):
     php = require_tool("php")
     import json
@@ -73,7 +76,7 @@ def test_php_client(gearman_server, start_worker):
     if check.returncode != 0:
         pytest.skip("PHP has no gearman extension")
     start_worker("-s", gearman_server.address, "wtasks")
-    wait_workers(gearman_server, "refuse")
+    wait_for_worker(gearman_server, "refuse")
     out = subprocess.run(
         [php, "-r", PHP_CLIENT, "--", str(gearman_server.port)], capture_output=True, timeout=60
     )
@@ -84,9 +87,10 @@ def test_php_client(gearman_server, start_worker):
     assert got["refuse_failed"] is True
 
 
+@pytest.mark.slow
 def test_outcomes_with_gearpy_client(gearman_server, start_worker):
     start_worker("-s", gearman_server.address, "wtasks")
-    wait_workers(gearman_server, "too_slow")
+    wait_for_worker(gearman_server, "too_slow")
     servers = [gearman_server.address]
 
     assert submit("add", {"a": 1, "b": 2}, servers=servers, codec="json", timeout=TIMEOUT) == {"sum": 3}
@@ -108,7 +112,7 @@ def test_outcomes_with_gearpy_client(gearman_server, start_worker):
 
 def test_job_context_events(gearman_server, start_worker):
     start_worker("-s", gearman_server.address, "wtasks")
-    wait_workers(gearman_server, "events")
+    wait_for_worker(gearman_server, "events")
     with Client([gearman_server.address], codec="json") as client:
         job = client.submit("events", {"n": 1}, unique="u-123")
         result = job.result(TIMEOUT)
@@ -126,7 +130,7 @@ def test_timeout_is_announced_with_can_do_timeout(gearmand_server, start_worker,
     """The worker announces CAN_DO_TIMEOUT with a grace period over its own timer, so its timer fires
     first and the job fails once, instead of gearmand requeueing it silently to run again."""
     start_worker("-s", gearmand_server.address, "-f", "too_slow", "wtasks")
-    wait_workers(gearmand_server, "too_slow")
+    wait_for_worker(gearmand_server, "too_slow")
     with pytest.raises(JobException):
         submit("too_slow", b"", servers=[gearmand_server.address], timeout=TIMEOUT)
     # Ran exactly once: a server-side requeue would have started it a second time.

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import socket
 
-from gearpy.protocol import Decoder, Packet, PacketType, encode
+from gearpy.protocol import PacketType
 from gearpy.worker.tasks import SERVER_TIMEOUT_GRACE_MS
+
+from support.raw import PacketConn
 
 T = PacketType
 WAIT = 20.0
@@ -30,27 +32,11 @@ class FakeServer:
         return Conn(sock)
 
 
-class Conn:
+class Conn(PacketConn):
+    """The fake server's side of one worker connection: packets one at a time, responses out."""
+
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.decoder = Decoder(allow_admin=False)
-
-    def read(self) -> Packet:
-        while True:
-            ev = self.decoder.next_event()
-            if ev is not None:
-                return ev  # type: ignore[return-value]
-            data = self.sock.recv(65536)
-            assert data, "worker closed the connection"
-            self.decoder.feed(data)
-
-    def expect(self, kind: PacketType) -> Packet:
-        pkt = self.read()
-        assert pkt.kind == kind, pkt
-        return pkt
-
-    def send(self, kind: PacketType, *args: bytes) -> None:
-        self.sock.sendall(encode(kind, *args))
+        super().__init__(sock, request=False)
 
     def registration(self) -> dict[bytes, bytes | None]:
         hello = self.expect(T.SET_CLIENT_ID)

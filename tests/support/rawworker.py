@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""A raw-socket Gearman worker process for robustness tests and ``scripts/soak.py``.
+"""A raw-socket Gearman worker process for fault tests (``support.workers``) and ``scripts/soak.py``.
 
 Speaks the protocol with :mod:`gearpy.protocol` only (no gearpy worker runtime), so fault tests do
-not depend on the code under test beyond the server. What it does with a job depends on the
-payload, so one binary covers every scenario:
+not depend on the code under test beyond the server. It runs by path (``python rawworker.py``), so
+it imports nothing from ``support``. What it does with a job depends on the payload, so one binary
+covers every scenario:
 
 * ``die...``        -> ``os._exit(1)`` as soon as the job is assigned (a "job of death");
 * ``sleep:S:...``   -> sleep S seconds, then complete;
@@ -24,12 +25,12 @@ import socket
 import sys
 import time
 
-from gearpy.protocol import Decoder, PacketType, encode_request
+from gearpy.protocol import Decoder, Packet, PacketType, encode_request
 
 T = PacketType
 
 
-def log_line(fd: int | None, **rec) -> None:
+def log_line(fd: int | None, **rec: object) -> None:
     if fd is None:
         return
     rec["pid"] = os.getpid()
@@ -46,10 +47,11 @@ def serve(
         sock.sendall(encode_request(T.CAN_DO, fn))
     done = 0
 
-    def next_packet():
+    def next_packet() -> Packet:
         while True:
             ev = dec.next_event()
             if ev is not None:
+                assert isinstance(ev, Packet)  # allow_admin=False: packets only
                 return ev
             data = sock.recv(65536)
             if not data:
