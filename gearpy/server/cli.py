@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from gearpy import __version__, logs
+from gearpy import __version__, _accel, logs
 from gearpy.config import as_dict, load, redact_url
 from gearpy.errors import ConfigError, StoreError
 from gearpy.server import gearmand_compat as compat
@@ -162,7 +162,11 @@ def _gearmand_queue_options(f: _F) -> _F:
     "-r", "--protocol", default=None, help="gearmand's extra protocol plugin (only 'http'; not supported)."
 )
 @click.version_option(
-    __version__, "-V", "--version", prog_name="gearpy-server", message="%(prog)s %(version)s"
+    __version__,
+    "-V",
+    "--version",
+    prog_name="gearpy-server",
+    message=f"%(prog)s %(version)s (hot path: {_accel.mode()})",
 )
 def command(
     config_file: str | None,
