@@ -1,9 +1,11 @@
 """The thin gevent layer around :class:`ServerCore`: listeners, connections, timers.
 
-One greenlet per connection reads (large chunks), feeds the sans-I/O decoder, applies every
-complete event to the core, then flushes the output of every connection the core touched: a
-non-blocking ``send`` straight from the reading greenlet in the common case, a writer greenlet only
-when a peer's socket buffer is full. Sockets are plain non-blocking stdlib sockets waited on with
+A plain TCP connection is served by callbacks on the loop's read watcher (no greenlet); a TLS
+connection by one greenlet, for its handshake and SSL's want-read/want-write. Either reads large
+chunks, feeds the sans-I/O decoder and applies every complete event to the core
+(:meth:`GearServer._consume`); the output of every connection the core touched is flushed once per
+loop turn: a non-blocking ``send`` in the common case, a writer greenlet only when a peer's socket
+buffer is full. Sockets are plain non-blocking stdlib sockets waited on with
 gevent's ``wait_read``/``wait_write``: no per-call wrapper overhead on the hot path.
 """
 
@@ -412,7 +414,7 @@ class GearServer:
     def _attach(self, sock: socket.socket, addr: Any) -> None:
         """Serve a plain TCP connection with callbacks on the loop's read watcher, no greenlet.
 
-        Measured against the greenlet per connection (``_serve``): about 20% less server CPU per
+        Measured against the greenlet per connection (``_serve``): about 15% less server CPU per
         foreground job (BENCHMARKS.md). The greenlet path paid, per read, a switch into the hub
         and back and a recv() that failed with EAGAIN before each wait; here the loop calls
         :meth:`_on_readable` once per readiness, which reads once. A peer that floods gets one read
