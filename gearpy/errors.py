@@ -70,6 +70,15 @@ class JobOutcomeUnknown(JobError):
     """
 
 
+class OutcomeUnknownTimeout(JobOutcomeUnknown, GearpyTimeoutError):
+    """A submit timed out before the server's answer: the job may have been created, and may run.
+
+    The submit reached the server or not; nobody can tell from the client (a network partition or
+    a server that stopped answering). gearpy does not resubmit it; the connection is closed so the
+    next submit reconnects or fails over. Also a :class:`GearpyTimeoutError`.
+    """
+
+
 class ServerError(GearpyError):
     """The server answered with an ERROR packet."""
 

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, disable_created_metrics, make_wsgi_app
 
+from gearpy.boundedhttp import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, BoundedWSGIServer
 from gearpy.config import parse_server_address
 from gearpy.errors import ConfigError
 
@@ -47,9 +47,18 @@ def parse_listen(text: str, default_port: int = DEFAULT_METRICS_PORT) -> tuple[s
 
 
 def serve_metrics(
-    address: tuple[str, int], registry: CollectorRegistry, health: Callable[[], tuple[bool, str]]
-) -> WSGIServer:
-    """Start serving ``/metrics`` and ``/healthz``; returns the started server."""
+    address: tuple[str, int],
+    registry: CollectorRegistry,
+    health: Callable[[], tuple[bool, str]],
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> BoundedWSGIServer:
+    """Start serving ``/metrics`` and ``/healthz``; returns the started server.
+
+    At most ``max_connections`` are served at once, each for at most ``timeout`` seconds
+    (:mod:`gearpy.boundedhttp`).
+    """
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -65,7 +74,9 @@ def serve_metrics(
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
-    server = WSGIServer(address, app, log=_Quiet(), error_log=log)
+    server = BoundedWSGIServer(
+        address, app, max_connections=max_connections, timeout=timeout, log=_Quiet(), error_log=log
+    )
     try:
         server.start()
     except OSError as exc:

@@ -145,6 +145,20 @@ def gearpy_client(gearpy_server: ServerProcess) -> Iterator[Client]:
         client.close()
 
 
+def start_worker_process(
+    args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``gearpy-worker ARGS`` from this interpreter, its output in ``log_path``, ``env`` added."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gearpy.worker", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+
+
 @pytest.fixture
 def gearpy_worker(
     gearpy_server: ServerProcess, tmp_path: Path
@@ -153,15 +167,8 @@ def gearpy_worker(
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gearpy.worker", "-s", gearpy_server.address, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-        )
-        log.close()
+        log = tmp_path / f"worker-{len(procs)}.log"
+        proc = start_worker_process(["-s", gearpy_server.address, *args], log, env)
         procs.append(proc)
         return proc
 

@@ -156,17 +156,17 @@ class Admin:
     def status(self) -> list[FunctionStatus]:
         out = []
         for line in self.listing("status"):
-            parts = line.split("\t")
-            if len(parts) >= 4:
-                out.append(FunctionStatus(parts[0], _num(parts[1]), _num(parts[2]), _num(parts[3])))
+            p = _counted(line, 3)
+            if p is not None:
+                out.append(FunctionStatus(p[0], int(p[1]), int(p[2]), int(p[3])))
         return out
 
     def prioritystatus(self) -> list[PriorityStatus]:
         out = []
         for line in self.listing("prioritystatus"):
-            p = line.split("\t")
-            if len(p) >= 5:
-                out.append(PriorityStatus(p[0], _num(p[1]), _num(p[2]), _num(p[3]), _num(p[4])))
+            p = _counted(line, 4)
+            if p is not None:
+                out.append(PriorityStatus(p[0], int(p[1]), int(p[2]), int(p[3]), int(p[4])))
         return out
 
     def workers(self) -> list[WorkerInfo]:
@@ -205,6 +205,19 @@ class Admin:
 
     def getpid(self) -> int:
         return int(self.command("getpid"))
+
+
+def _counted(line: str, counts: int) -> list[str] | None:
+    """``NAME\\tN\\t...``: the name (which gearmand prints raw, tabs and all) and ``counts`` numbers.
+
+    A row whose counts are not numbers is not a row (it is the tail of a name gearmand printed with
+    a newline in it) and is skipped. gearpy-server escapes such names, so this only matters for
+    gearmand.
+    """
+    parts = line.rsplit("\t", counts)
+    if len(parts) != counts + 1 or not all(p.isdigit() for p in parts[1:]):
+        return None
+    return parts
 
 
 def _error(line: str) -> ServerError:

@@ -64,8 +64,15 @@ def _out_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _shown(text: str) -> str:
+    """A cell as a terminal may print it: control characters as ``\\xNN`` (names come from peers)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [list(map(str, headers))] + [[str(c) for c in r] for r in rows]
+    cells = [list(map(str, headers))] + [[_shown(str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -7,8 +7,10 @@ unique reaches the same server and duplicates coalesce there. A job without one 
 When the chosen server is down the next one in the list is tried, and so on around the list.
 
 Failover never re-runs a job silently: a submit moves on only if the server did not answer
-JOB_CREATED. Once a foreground job is created, losing its connection ends it as
-:class:`~gearpy.errors.JobOutcomeUnknown`.
+JOB_CREATED (a refused or lost connection). Once a foreground job is created, losing its connection
+ends it as :class:`~gearpy.errors.JobOutcomeUnknown`. A submit that gets no answer within its
+``timeout`` raises :class:`~gearpy.errors.OutcomeUnknownTimeout` and closes that connection, so the
+next submit reconnects or fails over instead of waiting behind a silent server.
 
 The client holds no global state: each :class:`Client` owns its connections, and after ``fork()`` a
 child notices the new pid and opens its own connections instead of sharing the parent's sockets.
@@ -30,7 +32,7 @@ from gearpy.client.connection import ServerConnection, remaining
 from gearpy.client.job import Callback, Job, JobStatus, UniqueStatus, parse_status_unique
 from gearpy.codecs import Codec, get_codec
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyError
+from gearpy.errors import GearpyConnectionError, GearpyError, GearpyTimeoutError, OutcomeUnknownTimeout
 from gearpy.keys import apply_key
 from gearpy.packetlimit import check_packets
 from gearpy.protocol import PacketType, encode_request
@@ -265,7 +267,7 @@ class Client:
             for conn, items in sent:
                 for item in items:
                     job = item[0]
-                    conn.wait(lambda job=job: job.created or job.done or job._lost_before_created, deadline)
+                    _wait_created(conn, job, deadline)
                     if job._lost_before_created is not None:
                         errors[conn.address] = job._lost_before_created
                         retry.append(item)
@@ -323,6 +325,22 @@ class Client:
         return elapsed
 
 
+def _wait_created(conn: ServerConnection, job: Job, deadline: float | None) -> None:
+    """Wait for the server's answer to a submit; a timeout leaves the outcome unknown.
+
+    The connection is then closed: its peer is silent (a partition, a stuck server), and a fresh
+    connection lets the next submit fail over instead of waiting behind it.
+    """
+    try:
+        conn.wait(lambda: job.created or job.done or job._lost_before_created is not None, deadline)
+    except GearpyTimeoutError:
+        conn.close()
+        raise OutcomeUnknownTimeout(
+            f"no answer from {conn.address} to the submit in time: the job may or may not have been "
+            "created (it was not resubmitted)"
+        ) from None
+
+
 def _no_server(errors: Mapping[str, GearpyConnectionError], job: Job | None = None) -> GearpyConnectionError:
     if len(errors) == 1:
         return next(iter(errors.values()))
@@ -349,8 +367,10 @@ def submit(
     Returns the decoded result (foreground) or the job handle (background). Raises
     :class:`~gearpy.errors.JobFailed`, :class:`~gearpy.errors.JobException` (``.payload``),
     :class:`~gearpy.errors.JobOutcomeUnknown` or :class:`~gearpy.errors.GearpyTimeoutError`;
-    ``timeout`` bounds the whole call. Opens and closes its own connection: use a :class:`Client`
-    to submit many jobs.
+    ``timeout`` bounds the whole call; when it expires the outcome is unknown (the connection is
+    closed, so the job may or may not run) and :class:`~gearpy.errors.OutcomeUnknownTimeout`
+    (a :class:`JobOutcomeUnknown` and a :class:`GearpyTimeoutError`) is raised. Opens and closes
+    its own connection: use a :class:`Client` to submit many jobs.
     """
     with Client(servers, key=key, codec=codec, timeout=timeout, config_file=config_file) as client:
         deadline = client._deadline(timeout)
@@ -365,4 +385,12 @@ def submit(
         )
         if background:
             return job.handle
-        return job.result(remaining(deadline))
+        try:
+            return job.result(remaining(deadline))
+        except OutcomeUnknownTimeout:
+            raise
+        except GearpyTimeoutError:
+            raise OutcomeUnknownTimeout(
+                f"job {job.handle} did not finish in time; the connection is closed, it may or may not run",
+                job.handle,
+            ) from None

@@ -9,10 +9,13 @@ the process as ``gearpy-server`` (:func:`run` is what the command calls)::
     server.start()
     server.serve_forever()
 
-Layout: :mod:`.core` (the protocol's semantics, sans I/O) with :mod:`.jobs`, :mod:`.queues`,
-:mod:`.index`, :mod:`.durable` and :mod:`.admin`; :mod:`.net` (the gevent layer); :mod:`.tls`,
-:mod:`.acl`, :mod:`.metrics`; :mod:`.store` and :mod:`.stores` (queue stores); :mod:`.process`
-and :mod:`.cli` (the command).
+Layout (the import-linter contracts in pyproject.toml keep it): :mod:`.core` (the protocol's
+semantics, sans I/O) with :mod:`.jobs`, :mod:`.queues`, :mod:`.index`, :mod:`.durable`,
+:mod:`.admin`, :mod:`.wire`, :mod:`.state` and the collaborator types in :mod:`.interfaces`;
+:mod:`.net` (the gevent layer); :mod:`.tls`, :mod:`.acl` (with :mod:`.certsubject` and
+:mod:`.refusals`), :mod:`.metrics`; :mod:`.store` (the interface and the memory store) and
+:mod:`.stores` (the registry and the durable stores); :mod:`.process` (signals, pid file) and
+:mod:`.cli` (the command).
 """
 
 from gearpy.server.config import ServerConfig

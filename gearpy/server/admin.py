@@ -5,6 +5,10 @@ Listings end with ``.\\n`` and use ``\\n``; ``OK <value>`` uses ``\\n``; bare ``
 so the core queues it as one write (gearadmin frames replies by timing). Entries are listed in
 gearmand's hash-bucket order so outputs can be diffed against gearmand's.
 
+Names, client ids and uniques are written through :func:`~gearpy.server.wire.escape`: a control
+byte in one must not add a field or a row, or end a listing (issue 18.8). Nothing here hashes more
+than a bounded prefix of any value, so a listing costs the same whatever the payloads' size.
+
 Handlers see the core only through :class:`AdminTarget` (read-only tables and the few changes an
 admin may make), so this module does not import the core and the core's internals stay private.
 """
@@ -21,7 +25,7 @@ from gearpy.server import refusals
 from gearpy.server.index import DropOutcome
 from gearpy.server.interfaces import AdminGate
 from gearpy.server.state import HIGH, LOW, NORMAL, Conn, Function, Job, gm_hash
-from gearpy.server.wire import CloseConnection, atoi
+from gearpy.server.wire import CloseConnection, atoi, escape, escape_field
 
 log = logging.getLogger("gearpy.server.admin")
 
@@ -31,6 +35,10 @@ MAX_TOKENS = 5
 #: Commands that change server state; ``admin_allow`` may restrict them.
 MUTATING = frozenset({b"cancel", b"create", b"drop", b"maxqueue"})
 DENIED = b"ERR PERMISSION_DENIED Mutating+admin+commands+are+not+allowed+from+here\r\n"
+#: Bytes of a ``-`` job's payload that order it in ``show unique jobs`` (gearmand hashes them all;
+#: the same order for payloads up to this size, and a bounded cost for larger ones).
+UNIQUE_ORDER_BYTES = 64
+
 
 class AdminTarget(Protocol):
     """What admin commands may read and do to the server core."""
@@ -51,6 +59,8 @@ class AdminTarget(Protocol):
     def verbose(self) -> str: ...
 
     def function(self, name: bytes) -> Function: ...
+
+    def bad_function_name(self, name: bytes) -> bytes | None: ...
 
     def cancel(self, handle: bytes) -> bool: ...
 
@@ -96,7 +106,8 @@ def _functions_in_order(target: AdminTarget) -> list[Function]:
 
 def _status(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
     lines = [
-        b"%s\t%d\t%d\t%d\n" % (f.name, f.total, f.running, f.workers) for f in _functions_in_order(target)
+        b"%s\t%d\t%d\t%d\n" % (escape(f.name), f.total, f.running, f.workers)
+        for f in _functions_in_order(target)
     ]
     lines.append(b".\n")
     return b"".join(lines)
@@ -104,7 +115,8 @@ def _status(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
 
 def _prioritystatus(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
     lines = [
-        b"%s\t%d\t%d\t%d\t%d\n" % (f.name, f.queued(HIGH), f.queued(NORMAL), f.queued(LOW), f.workers)
+        b"%s\t%d\t%d\t%d\t%d\n"
+        % (escape(f.name), f.queued(HIGH), f.queued(NORMAL), f.queued(LOW), f.workers)
         for f in _functions_in_order(target)
     ]
     lines.append(b".\n")
@@ -114,8 +126,8 @@ def _prioritystatus(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
 def _workers(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
     lines = []
     for c in sorted(target.conns.values(), key=lambda c: -c.id):
-        names = b"".join(b" " + a.function.name for a in c.abilities)
-        lines.append(b"%d %s %s :%s\n" % (c.fd, c.ip.encode(), c.client_id, names))
+        names = b"".join(b" " + escape(a.function.name) for a in c.abilities)
+        lines.append(b"%d %s %s :%s\n" % (c.fd, c.ip.encode(), escape_field(c.client_id), names))
     lines.append(b".\n")
     return b"".join(lines)
 
@@ -127,7 +139,7 @@ def _job_order(job: Job) -> tuple[int, int]:
 def _unique_order(job: Job) -> tuple[int, int]:
     if not job.unique:
         return (0, -job.number)
-    basis = job.payload if job.unique == b"-" else job.unique
+    basis = job.payload[:UNIQUE_ORDER_BYTES] if job.unique == b"-" else job.unique
     return (gm_hash(basis) % BUCKETS, -job.number)
 
 
@@ -142,7 +154,7 @@ def _show(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
             for j in sorted(target.jobs.values(), key=_job_order)
         ]
     elif what == [b"unique", b"jobs"]:
-        lines = [j.unique[:63] + b"\n" for j in sorted(target.jobs.values(), key=_unique_order)]
+        lines = [escape(j.unique[:63]) + b"\n" for j in sorted(target.jobs.values(), key=_unique_order)]
     else:
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
     lines.append(b".\n")
@@ -160,6 +172,8 @@ def _cancel(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
 def _create(target: AdminTarget, tokens: Sequence[bytes]) -> bytes:
     if len(tokens) != 3 or tokens[1].lower() != b"function":
         return _incomplete(b"create")
+    if tokens[2] not in target.functions and target.bad_function_name(tokens[2]) is not None:
+        return b"ERR INVALID_FUNCTION_NAME Function+name+too+long+or+with+control+characters\r\n"
     target.function(tokens[2])
     return OK
 

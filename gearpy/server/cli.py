@@ -89,15 +89,31 @@ def _gearmand_queue_options(f: _F) -> _F:
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
 @click.option("--keepalive", is_flag=True, default=None, help="TCP keepalive on connections.")
-@click.option("--keepalive-idle", default=None, type=int, help="TCP_KEEPIDLE seconds.")
-@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds.")
-@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes.")
+@click.option(
+    "--keepalive-idle",
+    default=None,
+    type=int,
+    help="TCP_KEEPIDLE seconds; a silent peer is dropped after idle + interval x count. [60]",
+)
+@click.option("--keepalive-interval", default=None, type=int, help="TCP_KEEPINTVL seconds. [10]")
+@click.option("--keepalive-count", default=None, type=int, help="TCP_KEEPCNT probes. [6]")
 @click.option("-l", "--log-file", default=None, help="Log file, 'stderr' or 'none'. [stderr]")
 @click.option("--verbose", default=None, help="Log level (gearmand names work). [NOTICE]")
 @click.option("--log-format", default=None, type=click.Choice(["text", "json"]), help="Log format. [text]")
 @click.option("-P", "--pid-file", default=None, help="Write the process id to this file.")
 @click.option("--max-packet-size", default=None, type=int, help="Largest packet body accepted (bytes).")
-@click.option("--max-connections", default=None, type=int, help="Most connections at once.")
+@click.option(
+    "--max-connections",
+    default=None,
+    type=int,
+    help="Most connections at once, TLS handshakes included (+1 kept for a loopback admin). [20000]",
+)
+@click.option(
+    "--idle-timeout",
+    default=None,
+    type=float,
+    help="Close a connection silent this long that is neither worker nor waiting client; 0 = never. [0]",
+)
 @click.option(
     "--max-output-buffer", default=None, type=int, help="Unsent bytes per connection before it is dropped."
 )
@@ -105,7 +121,32 @@ def _gearmand_queue_options(f: _F) -> _F:
     "--max-queued-bytes",
     default=None,
     type=int,
-    help="Payload bytes all queued jobs may hold; beyond it submits get QUEUE_ERROR. [1 GiB]",
+    help="Bytes all queued jobs may hold (payload, unique, name and ~320 per job); beyond it "
+    "submits get QUEUE_ERROR. [1 GiB]",
+)
+@click.option(
+    "--max-jobs-per-connection",
+    default=None,
+    type=int,
+    help="Unfinished jobs one connection may have created; beyond it QUEUE_ERROR; 0 = no limit. [0]",
+)
+@click.option(
+    "--max-function-name",
+    default=None,
+    type=int,
+    help="Longest function name in bytes; longer ones get ARGUMENT_TOO_LARGE. [512]",
+)
+@click.option(
+    "--max-idle-functions",
+    default=None,
+    type=int,
+    help="Functions without worker or job kept for 'status'; the longest unused beyond go. [1000]",
+)
+@click.option(
+    "--max-pending-commits",
+    default=None,
+    type=int,
+    help="Background submits per connection waiting for the store before reading pauses. [1024]",
 )
 @click.option("-b", "--backlog", default=None, type=int, help="listen() backlog.")
 @click.option(
@@ -113,6 +154,18 @@ def _gearmand_queue_options(f: _F) -> _F:
     default=None,
     metavar="HOST:PORT",
     help="Serve Prometheus /metrics and /healthz here (opt-in), e.g. 127.0.0.1:9418.",
+)
+@click.option(
+    "--metrics-max-connections", default=None, type=int, help="Metrics requests served at once. [16]"
+)
+@click.option(
+    "--metrics-timeout", default=None, type=float, help="Seconds for one metrics request. [10]"
+)
+@click.option(
+    "--metrics-max-functions",
+    default=None,
+    type=int,
+    help="Functions with their own /metrics series; the rest are summed as '__other__'. [500]",
 )
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
 @click.option("--ssl-certificate", default=None, help="Server certificate (PEM).")
@@ -226,6 +279,7 @@ def _queue_url(queue: str, opts: dict[str, str]) -> str:
     """Turn gearmand's ``-q NAME --module-options`` into a store URL; URLs pass unchanged."""
     if "://" in queue:
         return queue
+    # Not lower-cased here: an unknown type is echoed redacted, and a URL-like typo may hold a password.
     return gearmand_queue_url(queue, opts)
 
 

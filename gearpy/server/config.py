@@ -33,11 +33,17 @@ class ServerConfig:
     #: Accepted for gearmand compatibility: SO_KEEPALIVE is always on for connections.
     keepalive: bool = False
     #: Seconds idle before the kernel's first keepalive probe (TCP_KEEPIDLE; -1 = system default).
-    keepalive_idle: int = -1
+    #: A peer gone without a FIN or RST (host crash, partition) is dropped, and the jobs its worker
+    #: ran are requeued, idle + interval x count seconds after it fell silent (120 s by default);
+    #: unacknowledged output is given up after as long (TCP_USER_TIMEOUT).
+    keepalive_idle: int = 60
     #: Seconds between keepalive probes (TCP_KEEPINTVL; -1 = system default).
-    keepalive_interval: int = -1
+    keepalive_interval: int = 10
     #: Unanswered probes before the connection is dropped (TCP_KEEPCNT; -1 = system default).
-    keepalive_count: int = -1
+    keepalive_count: int = 6
+    #: Background submits one connection may have waiting for the durable store before the server
+    #: stops reading from it (back-pressure while the store is slow; memory stays bounded).
+    max_pending_commits: int = 1024
     #: Log destination: ``stderr`` (default), ``none`` or a file path (reopened on SIGHUP; never
     #: through a symlink; created mode 0640).
     log_file: str = "stderr"
@@ -54,10 +60,25 @@ class ServerConfig:
     max_admin_line: int = DEFAULT_MAX_ADMIN_LINE
     #: Unsent output allowed per connection before it is disconnected (a peer that stops reading).
     max_output_buffer: int = 64 * 1024 * 1024
-    #: Payload bytes all jobs in memory may hold; new jobs beyond it get ERROR QUEUE_ERROR.
+    #: Bytes all jobs in memory may hold, each counted with its record, unique and function name
+    #: (about 320 bytes beyond its payload, 300 more with a unique); new jobs beyond it get
+    #: ERROR QUEUE_ERROR.
     max_queued_bytes: int = 1024 * 1024 * 1024
-    #: Most connections held at once; further ones are closed at accept.
+    #: Unfinished jobs one connection may have created; further submits from it get
+    #: ERROR QUEUE_ERROR. 0 = no limit (gearmand has none).
+    max_jobs_per_connection: int = 0
+    #: Longest function name (bytes) a CAN_DO or submit may introduce; longer ones get
+    #: ERROR ARGUMENT_TOO_LARGE. Names with control bytes are always refused (INVALID_FUNCTION_NAME).
+    max_function_name: int = 512
+    #: Functions with no worker, job or maxqueue kept for ``status``; beyond this many the longest
+    #: unused are forgotten (gearmand keeps every name forever).
+    max_idle_functions: int = 1000
+    #: Most connections held at once, TLS handshakes included; further ones are closed at accept
+    #: (one more is kept for a loopback admin command, e.g. ``gearadmin --status``).
     max_connections: int = 20000
+    #: Seconds a connection may stay silent while it is neither a registered worker nor waiting
+    #: for a job; it is then closed. 0 = never (gearmand's behaviour).
+    idle_timeout: float = 0.0
     #: listen() backlog.
     backlog: int = 1024
     #: Table name (SQL stores) or key prefix (Redis) for durable queues; when set it wins over the
@@ -66,6 +87,13 @@ class ServerConfig:
     queue_table: str | None = None
     #: Serve Prometheus ``/metrics`` and ``/healthz`` on HOST:PORT (opt-in; e.g. 127.0.0.1:9418).
     metrics: str | None = None
+    #: Metrics requests served at once; further connections wait in the listen backlog.
+    metrics_max_connections: int = 16
+    #: Seconds a metrics connection may take for its whole request and response.
+    metrics_timeout: float = 10.0
+    #: Functions given their own ``/metrics`` series (those with the most jobs, then workers); the
+    #: rest are summed under the function label ``__other__``, so a scrape stays small.
+    metrics_max_functions: int = 500
     #: TLS on the Gearman port (binary and admin alike), with gearmand's option names.
     ssl: bool = False
     #: The server's certificate chain (PEM).

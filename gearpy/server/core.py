@@ -18,6 +18,22 @@ Decisions where gearpy differs from gearmand 1.1.20 on purpose (each is a fix of
 * ``create function`` takes the name as sent (gearmand drops the last byte after a bare ``\\n``).
 * ``drop function`` also refuses while the function has queued jobs (gearmand drops it and strands
   them).
+
+Limits gearmand lacks (issue 18), each a fix of what one hostile peer could do to everyone:
+
+* A connection is attached to a job once, however often it submits it (one dict entry with a
+  count, so a leaving client is detached in O(1)); each packet for the job is framed once and the
+  same bytes object is queued once per submit, as gearmand sends it (libgearman clients with two
+  tasks of one unique wait for two results). The gevent layer checks ``max_output_buffer``
+  before it joins anything, so a thousand submits of one job cannot make a result a thousand
+  copies.
+* A repeated CAN_DO (or CAN_DO_TIMEOUT, whose timeout then replaces the old one) registers nothing
+  new: ``status`` counts the connection once, where gearmand counts every CAN_DO.
+* A function name is at most ``max_function_name`` bytes (``ERROR ARGUMENT_TOO_LARGE``) and has
+  no control byte (``ERROR INVALID_FUNCTION_NAME``): checked when a name is first seen, so the
+  submit of a known function pays nothing. Client ids and uniques stay as sent; the admin protocol
+  escapes their control bytes (:func:`~gearpy.server.wire.escape`).
+* Functions nobody uses are forgotten beyond ``max_idle_functions`` (:mod:`.index`).
 """
 
 
@@ -31,7 +47,7 @@ from typing import Final
 
 from gearpy.protocol import AdminCommand, Packet, PacketType, encode, encode_unchecked, encode_unchecked_one
 from gearpy.server.admin import answer_admin
-from gearpy.server.index import DropOutcome, JobIndex
+from gearpy.server.index import DEFAULT_MAX_IDLE_FUNCTIONS, DropOutcome, JobIndex
 from gearpy.server.interfaces import (
     AdminGate,
     FlushHook,
@@ -45,6 +61,7 @@ from gearpy.server.jobs import JobBook
 from gearpy.server.state import HIGH, LOW, NORMAL, Ability, Conn, Function, Job
 from gearpy.server.store import MemoryStore, QueueStore, StoredJob
 from gearpy.server.wire import (
+    DEFAULT_MAX_FUNCTION_NAME,
     ERR_BAD_MAGIC,
     ERR_HANDLE_TOO_LARGE,
     ERR_NOT_EXPECTED,
@@ -58,6 +75,7 @@ from gearpy.server.wire import (
     NOT_FOUND_TEXT,
     CloseConnection,
     atoi,
+    function_name_error,
     packet_too_large_reply,
     parse_epoch,
 )
@@ -135,6 +153,9 @@ class ServerCore:
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
         max_queued_bytes: int = 0,
+        max_jobs_per_connection: int = 0,
+        max_function_name: int = DEFAULT_MAX_FUNCTION_NAME,
+        max_idle_functions: int = DEFAULT_MAX_IDLE_FUNCTIONS,
         acl: FunctionPolicy | None = None,
         admin_gate: AdminGate | None = None,
         flush: FlushHook = _ignore,
@@ -152,7 +173,8 @@ class ServerCore:
         #: per-function ACL by certificate subject, or None: everyone may
         self.acl = acl
         self.admin_gate = admin_gate
-        self.index = JobIndex()
+        self.max_function_name = max_function_name
+        self.index = JobIndex(max_idle_functions)
         self.functions = self.index.functions
         self.jobs = self.index.jobs
         self.conns: dict[int, Conn] = {}
@@ -168,6 +190,7 @@ class ServerCore:
             job_retries=job_retries,
             worker_wakeup=worker_wakeup,
             max_queued_bytes=max_queued_bytes,
+            max_jobs_per_connection=max_jobs_per_connection,
             conns=self.conns,
             dirty=self.dirty,
             flush=flush,
@@ -180,6 +203,7 @@ class ServerCore:
         self._finish = book.finish
         self._requeue = book.requeue
         self._fail_clients = book.fail_clients
+        self._fan_out = book.fan_out
         self._unsleep = queues.unsleep
         self._select = queues.select
         self._stop_job_timer = queues.stop_job_timer
@@ -294,6 +318,14 @@ class ServerCore:
         fn = self.functions.get(name)
         if fn is not None:
             fn.max_queue = limits
+            if any(limits):
+                self.index.busy(fn)
+            else:
+                self.index.check_idle(fn)
+
+    def bad_function_name(self, name: bytes) -> bytes | None:
+        """The ERROR refusing a new function name, or None (see the module docstring)."""
+        return function_name_error(name, self.max_function_name)
 
     # ---------------------------------------------------------------- submit
 
@@ -319,6 +351,11 @@ class ServerCore:
         if len(unique) > MAX_UNIQUE:
             self._send(conn, ERR_UNIQUE_TOO_LARGE)
             return
+        if name not in self.functions:  # a name seen before was checked then
+            error = function_name_error(name, self.max_function_name)
+            if error is not None:
+                self._send(conn, error)
+                return
         self.book.submit(conn, name, unique, payload, priority, background, when, reducer)
 
     def replay(self, stored: StoredJob) -> Job | None:
@@ -345,10 +382,24 @@ class ServerCore:
         if self.acl is not None and not self.acl.allowed(conn.peer_cert_subject, "register", name):
             self._send(conn, ERR_PERMISSION)
             return
-        fn = self.function(name)
-        conn.abilities.insert(0, Ability(fn, timeout_ms))
+        fn = self.functions.get(name)
+        if fn is None:
+            error = function_name_error(name, self.max_function_name)
+            if error is not None:
+                self._send(conn, error)
+                return
+            fn = self.function(name)
+        else:
+            known = conn.registered.get(fn)
+            if known is not None:
+                known.timeout_ms = timeout_ms  # registered already: only the timeout may change
+                return
+        ability = conn.registered[fn] = Ability(fn, timeout_ms)
+        conn.abilities.insert(0, ability)
         conn.is_worker = True
         fn.workers += 1
+        if fn.idle:
+            self.index.busy(fn)
         if conn.sleeping and not conn.noop_sent:
             fn.sleepers[conn] = None
 
@@ -363,20 +414,25 @@ class ServerCore:
     def _drop_abilities(self, conn: Conn, only: Function | None) -> None:
         """Remove registrations (all, or those of one function) and requeue their jobs."""
         keep = []
+        dropped = []
         for ability in conn.abilities:
             fn = ability.function
             if only is None or fn is only:
                 fn.workers -= 1
                 fn.sleepers.pop(conn, None)
+                del conn.registered[fn]
+                dropped.append(fn)
             else:
                 keep.append(ability)
         conn.abilities = keep
-        if not conn.jobs:
-            return
-        held = [j for j in conn.jobs if only is None or j.function is only]
-        conn.jobs = [j for j in conn.jobs if not (only is None or j.function is only)]
-        for job in reversed(held):
-            self._requeue(job)
+        if conn.jobs:
+            held = [j for j in conn.jobs if only is None or j.function is only]
+            conn.jobs = [j for j in conn.jobs if not (only is None or j.function is only)]
+            for job in reversed(held):
+                self._requeue(job)
+        check_idle = self.index.check_idle
+        for fn in reversed(dropped):  # oldest registration first: the newest are kept longest
+            check_idle(fn)
 
     def _pre_sleep(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         self.queues.pre_sleep(conn)
@@ -444,17 +500,13 @@ class ServerCore:
         job.numerator = atoi(args[1])
         job.denominator = atoi(args[2])
         if job.clients:
-            data = _frame(T.WORK_STATUS, *args)
-            for c in job.clients:
-                self._send(c, data)
+            self._fan_out(job, _frame(T.WORK_STATUS, *args))
 
     def _work_data(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         job = self._owned_job(conn, args[0], kind)
         if job is None or not job.clients:
             return
-        data = _frame(kind, *args)
-        for c in job.clients:
-            self._send(c, data)
+        self._fan_out(job, _frame(kind, *args))
 
     def _work_end(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         handle = args[0]
@@ -473,18 +525,16 @@ class ServerCore:
         job.worker = None
         if job.clients:
             if kind == _WORK_COMPLETE:
-                data = _frame(_WORK_COMPLETE, handle, args[1])
-                for c in job.clients:
-                    self._send(c, data)
+                self._fan_out(job, _frame(_WORK_COMPLETE, handle, args[1]))
             elif kind == _WORK_FAIL:
-                data = encode_unchecked_one(_WORK_FAIL, handle)
-                for c in job.clients:
-                    self._send(c, data)
+                self._fan_out(job, encode_unchecked_one(_WORK_FAIL, handle))
             else:
                 exc = _frame(_WORK_EXCEPTION, handle, args[1])
                 fail = encode_unchecked_one(_WORK_FAIL, handle)
-                for c in job.clients:
-                    self._send(c, exc if c.exceptions else fail)
+                dirty = self.dirty
+                for c, times in job.clients.items():
+                    c.push_times(exc if c.exceptions else fail, times)
+                    dirty.add(c)
         if kind == _WORK_EXCEPTION:
             conn.last_exception = handle
         outcome = "complete" if kind == _WORK_COMPLETE else "fail" if kind == _WORK_FAIL else "exception"
@@ -514,9 +564,8 @@ class ServerCore:
         if job is None:
             self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
-        self._send(
-            conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(len(job.clients)).encode())
-        )
+        waiting = sum(job.clients.values()) if job.clients else 0  # submits, as gearmand counts
+        self._send(conn, _enc(T.STATUS_RES_UNIQUE, unique, *_known_status(job), str(waiting).encode()))
 
     # ---------------------------------------------------------------- graceful stop
 

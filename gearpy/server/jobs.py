@@ -20,11 +20,26 @@ from gearpy.server.interfaces import FlushHook, IdleHook, Observer, Scheduler
 from gearpy.server.queues import JobQueues
 from gearpy.server.state import Conn, Job
 from gearpy.server.store import QueueStore, StoredJob
-from gearpy.server.wire import ERR_QUEUE_FULL, ERR_QUEUE_MEMORY, MAX_UNIQUE
+from gearpy.server.wire import ERR_CONNECTION_JOBS, ERR_QUEUE_FULL, ERR_QUEUE_MEMORY, MAX_UNIQUE
 
 log = logging.getLogger("gearpy.server.core")
 T = PacketType
 _JOB_CREATED: Final = int(T.JOB_CREATED)  # a machine int when compiled (see core.py)
+
+#: What a job costs the server beyond its payload (its record, handle, queue and index entries),
+#: and what a unique adds (its two index entries; plus the unique and the function name, which the
+#: coalescing key holds): measured with tracemalloc, rounded up. ``max_queued_bytes`` counts them,
+#: so empty-payload jobs cannot fill memory unseen (issue 18.5).
+JOB_BYTES = 320
+UNIQUE_BYTES = 300
+
+
+def footprint(job: Job) -> int:
+    """The bytes ``max_queued_bytes`` counts for ``job`` (the same at its submit and at its end)."""
+    size = JOB_BYTES + len(job.payload) + len(job.reducer)
+    if job.unique:
+        size += UNIQUE_BYTES + len(job.unique) + len(job.function.name)
+    return size
 
 
 class JobBook:
@@ -43,6 +58,7 @@ class JobBook:
         job_retries: int,
         worker_wakeup: int,
         max_queued_bytes: int,
+        max_jobs_per_connection: int,
         conns: dict[int, Conn],
         dirty: set[Conn],
         flush: FlushHook,
@@ -58,9 +74,11 @@ class JobBook:
         self.clock = clock
         self.handle_prefix = handle_prefix
         self.job_retries = job_retries
-        #: cap on payload bytes held by jobs in memory (0 = none), and what they hold now
+        #: cap on the bytes jobs hold in memory (:func:`footprint`; 0 = none), and what they hold now
         self.max_queued_bytes = max_queued_bytes
         self.queued_bytes = 0
+        #: cap on the jobs one connection created that have not ended (0 = none)
+        self.max_jobs_per_connection = max_jobs_per_connection
         self.dirty = dirty
         self.on_idle = on_idle
         #: set by :meth:`drain`: ``on_idle`` is called once no job is left
@@ -107,21 +125,33 @@ class JobBook:
             if conn is not None:
                 self.send(conn, ERR_QUEUE_FULL)
             return None
-        size = len(payload)
-        if self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes and conn is not None:
-            self.send(conn, ERR_QUEUE_MEMORY)
-            return None
+        size = JOB_BYTES + len(payload) + len(reducer)
+        if unique:
+            size += UNIQUE_BYTES + len(unique) + len(name)
+        if conn is not None:
+            if self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes:
+                self.send(conn, ERR_QUEUE_MEMORY)
+                return None
+            if self.max_jobs_per_connection and conn.submitted >= self.max_jobs_per_connection:
+                self.send(conn, ERR_CONNECTION_JOBS)
+                return None
         self.queued_bytes += size
         self._handle_counter += 1
         handle = self.handle_prefix + str(self._handle_counter).encode()
         job = Job(handle, fn, unique, payload, priority, background, when, reducer)
+        fn.live += 1
+        if fn.idle:
+            self.index.busy(fn)
         if self.timing:
             job.submitted_at = self.clock()
         if conn is not None:
             conn.is_client = True
             if not background:
-                job.clients = [conn]
-                conn.waiting.append(job)
+                job.clients = {conn: 1}
+                conn.waiting[job] = None
+            if self.max_jobs_per_connection:
+                job.submitter = conn
+                conn.submitted += 1
         self.jobs[handle] = job
         if unique:
             self.index.add_unique(job, key)
@@ -148,11 +178,14 @@ class JobBook:
             # The job's durable write is still pending: acknowledged with the same commit.
             return job
         if not background and conn is not None:
-            if job.clients:
-                job.clients.insert(0, conn)
+            # One entry per connection, counting its submits (gearmand sends every packet once
+            # per submit; libgearman tasks that share a unique wait for one each).
+            clients = job.clients
+            if clients:
+                clients[conn] = clients.get(conn, 0) + 1
             else:
-                job.clients = [conn]
-            conn.waiting.append(job)
+                job.clients = {conn: 1}
+            conn.waiting[job] = None
             conn.is_client = True
         if background and not job.background:
             job.background = True
@@ -221,8 +254,8 @@ class JobBook:
         """A client left: detach it; a foreground job nobody waits on any more is abandoned."""
         for job in conn.waiting:
             clients = job.clients
-            while conn in clients:
-                clients.remove(conn)  # type: ignore[union-attr]
+            if clients:
+                clients.pop(conn, None)
             if not clients and not job.background and job.handle in self.jobs:
                 job.ignore = True
                 self.index.forget_unique(job)
@@ -234,9 +267,21 @@ class JobBook:
     def fail_clients(self, job: Job) -> None:
         """Tell every client waiting on ``job`` that it failed."""
         if job.clients:
-            data = encode(T.WORK_FAIL, job.handle)
-            for c in job.clients:
-                self.send(c, data)
+            self.fan_out(job, encode(T.WORK_FAIL, job.handle))
+
+    def fan_out(self, job: Job, data: bytes) -> None:
+        """Queue ``data`` (framed once) for every client of ``job``, once per submit it made."""
+        clients = job.clients
+        if not clients:
+            return
+        dirty = self.dirty
+        for c, times in clients.items():
+            if times == 1:
+                c.out.append(data)
+                c.out_bytes += len(data)
+            else:
+                c.push_times(data, times)
+            dirty.add(c)
 
     def finish(self, job: Job, outcome: str) -> None:
         """A job ended: forget it everywhere (its clients were told by the caller)."""
@@ -246,7 +291,18 @@ class JobBook:
     def discard(self, job: Job) -> None:
         """Forget a job entirely (ended, or abandoned and popped off its queue)."""
         if self.jobs.pop(job.handle, None) is not None:
-            self.queued_bytes -= len(job.payload)
+            fn = job.function
+            # footprint(job), inlined on the hot path (the core fuzz test checks they agree)
+            size = JOB_BYTES + len(job.payload) + len(job.reducer)
+            if job.unique:
+                size += UNIQUE_BYTES + len(job.unique) + len(fn.name)
+            self.queued_bytes -= size
+            fn.live -= 1
+            if not fn.workers and fn.unused():
+                self.index.mark_idle(fn)
+            if job.submitter is not None:
+                job.submitter.submitted -= 1
+                job.submitter = None
         if job.unique or job.clients or job.store_id is not None:  # else nothing to release
             self.release(job)
         if self.draining and not self.jobs:
@@ -260,10 +316,7 @@ class JobBook:
         if job.unique:  # a job without one is in neither unique table
             self.index.forget_unique(job)
         for c in job.clients:
-            try:
-                c.waiting.remove(job)
-            except ValueError:
-                pass
+            c.waiting.pop(job, None)
         job.clients = ()
         if job.store_id is not None:
             self.store.remove(job.store_id)

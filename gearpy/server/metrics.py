@@ -5,7 +5,10 @@ Two families:
 * Gauges existing Gearman dashboards read (the names of the community gearman exporters):
   ``gearman_up``, ``gearman_jobs``, ``gearman_jobs_running``, ``gearman_jobs_waiting``,
   ``gearman_workers``, labelled by function. Computed from the core's tables at scrape time, so
-  they cost nothing between scrapes.
+  they cost nothing between scrapes. Function names are chosen by peers, so the series are
+  bounded (issue 18.3): functions the server forgot have none, and beyond ``max_functions`` those
+  with the fewest jobs and workers are summed under the label ``__other__``. A scrape is then a
+  bounded amount of text, whatever peers registered.
 * ``gearpy_*`` counters and histograms updated as jobs move: submitted (by priority, background),
   finished (by outcome), queue wait and run time, connections by role, packets and bytes, store
   commit latency and batch size. Base units (seconds, bytes), ``_total`` counters.
@@ -13,15 +16,19 @@ Two families:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gearpy.server.core import ServerCore
-from gearpy.server.state import HIGH, LOW, NORMAL, Job
+from gearpy.server.state import HIGH, LOW, NORMAL, Function, Job
 
 _PRIORITY = {HIGH: "high", NORMAL: "normal", LOW: "low"}
+#: The function label of the series summing the functions beyond ``max_functions``.
+OTHER = "__other__"
+DEFAULT_MAX_FUNCTIONS = 500
 _TIME_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600)
 
 
@@ -32,8 +39,14 @@ class ServerMetrics:
     read from that core's tables.
     """
 
-    def __init__(self, clock: Callable[[], float], registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        max_functions: int = DEFAULT_MAX_FUNCTIONS,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.clock = clock
+        self.max_functions = max(0, max_functions)
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.submitted = Counter(
@@ -83,7 +96,7 @@ class ServerMetrics:
 
     def watch(self, core: ServerCore) -> None:
         """Publish the gauges of ``core``'s tables (read at scrape time)."""
-        self.registry.register(_StateCollector(core))
+        self.registry.register(_StateCollector(core, self.max_functions))
 
     # Observer hooks (called by the core)
     def job_submitted(self, job: Job) -> None:
@@ -105,8 +118,9 @@ class ServerMetrics:
 class _StateCollector:
     """Gauges read from the core's tables at scrape time."""
 
-    def __init__(self, core: ServerCore) -> None:
+    def __init__(self, core: ServerCore, max_functions: int) -> None:
         self.core = core
+        self.max_functions = max_functions
 
     def collect(self) -> Iterator[Metric]:
         core = self.core
@@ -120,13 +134,24 @@ class _StateCollector:
         workers = GaugeMetricFamily(
             "gearman_workers", "Worker registrations, by function.", labels=["function"]
         )
-        for fn in list(core.functions.values()):
+        functions = list(core.functions.values())
+        shown = functions
+        if len(functions) > self.max_functions:
+            shown = heapq.nlargest(self.max_functions, functions, key=_weight)
+        for fn in shown:
             name = fn.name.decode("utf-8", "replace")
             jobs.add_metric([name], fn.total)
             running.add_metric([name], fn.running)
             for p, label in _PRIORITY.items():
                 waiting.add_metric([name, label], fn.queued(p))
             workers.add_metric([name], fn.workers)
+        if shown is not functions:
+            rest = set(functions).difference(shown)
+            jobs.add_metric([OTHER], sum(fn.total for fn in rest))
+            running.add_metric([OTHER], sum(fn.running for fn in rest))
+            for p, label in _PRIORITY.items():
+                waiting.add_metric([OTHER, label], sum(fn.queued(p) for fn in rest))
+            workers.add_metric([OTHER], sum(fn.workers for fn in rest))
         conns = GaugeMetricFamily("gearpy_connections", "Open connections, by role.", labels=["role"])
         roles = {"worker": 0, "client": 0, "other": 0}
         for c in list(core.conns.values()):
@@ -136,3 +161,8 @@ class _StateCollector:
         healthy = GaugeMetricFamily("gearpy_store_up", "1 when the queue store is reachable.")
         healthy.add_metric([], 1.0 if core.store.healthy() else 0.0)
         yield from (up, jobs, running, waiting, workers, conns, healthy)
+
+
+def _weight(fn: Function) -> tuple[int, int, int]:
+    """Which functions keep their own series: the most jobs, then the most workers, then the oldest."""
+    return (fn.total, fn.workers, -fn.seq)

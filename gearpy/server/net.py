@@ -1,11 +1,9 @@
 """The thin gevent layer around :class:`ServerCore`: listeners, connections, timers.
 
-A plain TCP connection is served by callbacks on the loop's read watcher (no greenlet); a TLS
-connection by one greenlet, for its handshake and SSL's want-read/want-write. Either reads large
-chunks, feeds the sans-I/O decoder and applies every complete event to the core
-(:meth:`GearServer._consume`); the output of every connection the core touched is flushed once per
-loop turn: a non-blocking ``send`` in the common case, a writer greenlet only when a peer's socket
-buffer is full. Sockets are plain non-blocking stdlib sockets waited on with
+One greenlet per connection reads (large chunks), feeds the sans-I/O decoder, applies every
+complete event to the core, then flushes the output of every connection the core touched: a
+non-blocking ``send`` straight from the reading greenlet in the common case, a writer greenlet only
+when a peer's socket buffer is full. Sockets are plain non-blocking stdlib sockets waited on with
 gevent's ``wait_read``/``wait_write``: no per-call wrapper overhead on the hot path.
 """
 
@@ -29,12 +27,13 @@ from gearpy import __version__, _accel
 from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
 from gearpy.metrics import parse_listen, serve_metrics
-from gearpy.protocol import Decoder, PacketTooLarge
+from gearpy.protocol import AdminCommand, Decoder, Packet, PacketTooLarge
 from gearpy.server.acl import AdminPolicy, FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, ServerCore
 from gearpy.server.interfaces import TimerHandle
 from gearpy.server.metrics import ServerMetrics
+from gearpy.server.refusals import RateLimitedLog
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
 from gearpy.server.tls import make_server_ssl_context, peer_subject
@@ -46,6 +45,14 @@ RECV_SIZE = 256 * 1024
 FLUSH_NOW_BYTES = 256 * 1024
 #: A connection that is readable this many times in a row yields to the others once.
 YIELD_EVERY_READS = 64
+
+#: One log line per burst of connections refused at ``max_connections``, not one per refusal.
+_refused = RateLimitedLog(log)
+
+
+def _is_loopback(addr: Any) -> bool:
+    ip = addr[0] if isinstance(addr, tuple) and addr else ""
+    return isinstance(ip, str) and (ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1"))
 
 
 class GeventScheduler:
@@ -76,17 +83,17 @@ class GeventScheduler:
 class _Link:
     """I/O side of one connection: the socket, its reader greenlet, a pending partial write."""
 
-    __slots__ = ("sock", "conn", "reader", "watcher", "writer", "backlog", "closed")
+    __slots__ = ("sock", "conn", "reader", "writer", "backlog", "closed", "resume")
 
     def __init__(self, sock: socket.socket, conn: Conn) -> None:
         self.sock = sock
         self.conn = conn
         self.reader: gevent.Greenlet | None = None
-        #: the read watcher of a plain TCP connection served by callbacks (no reader greenlet)
-        self.watcher: Any = None
         self.writer: gevent.Greenlet | None = None
         self.backlog = b""
         self.closed = False
+        #: set while the reader waits for the store to answer some of this connection's submits
+        self.resume: Event | None = None
 
 
 class GearServer:
@@ -97,7 +104,7 @@ class GearServer:
         self.scheduler = GeventScheduler(self.flush)
         store = store or MemoryStore()
         #: Prometheus metrics (``metrics`` listen address set), served once :meth:`start` runs
-        self.metrics = ServerMetrics(time.time) if cfg.metrics else None
+        self.metrics = ServerMetrics(time.time, cfg.metrics_max_functions) if cfg.metrics else None
         self.core = ServerCore(
             scheduler=self.scheduler,
             store=store,
@@ -110,6 +117,9 @@ class GearServer:
             clock=time.time,
             observer=self.metrics,
             max_queued_bytes=cfg.max_queued_bytes,
+            max_jobs_per_connection=cfg.max_jobs_per_connection,
+            max_function_name=cfg.max_function_name,
+            max_idle_functions=cfg.max_idle_functions,
             acl=FunctionAcl.load(cfg.acl_file) if cfg.acl_file else None,
             admin_gate=AdminPolicy(cfg.admin_allow) if cfg.admin_allow else None,
             flush=self._request_flush,
@@ -124,6 +134,10 @@ class GearServer:
         self.listeners: list[socket.socket] = []
         self._acceptors: list[gevent.Greenlet] = []
         self._next_id = 0
+        #: connections accepted and not yet closed, TLS handshakes included (``max_connections``)
+        self.open_connections = 0
+        #: the one connection admitted beyond ``max_connections`` for a loopback admin is in use
+        self._admin_slot_used = False
         self._flush_scheduled = False
         self._stopped = Event()
         self.exit_code = 0
@@ -194,7 +208,13 @@ class GearServer:
     def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
         address = parse_listen(listen)
-        self._metrics_server = serve_metrics(address, metrics.registry, self.health)
+        self._metrics_server = serve_metrics(
+            address,
+            metrics.registry,
+            self.health,
+            max_connections=self.cfg.metrics_max_connections,
+            timeout=self.cfg.metrics_timeout,
+        )
         log.log(NOTICE, "metrics on http://%s:%d/metrics", *address)
 
     def health(self) -> tuple[bool, str]:
@@ -262,14 +282,28 @@ class GearServer:
                 if exc.errno in (errno.ECONNABORTED, errno.EINTR):
                     continue
                 return
-            if len(self.links) >= self.cfg.max_connections:
-                log.warning("refusing connection from %s: %d connections open", addr[0], len(self.links))
-                sock.close()
-                continue
-            if self.ssl_context is None:
-                self._attach(sock, addr)
-            else:
-                gevent.spawn(self._serve, sock, addr)
+            admin_only = False
+            if self.open_connections >= self.cfg.max_connections:
+                if self._admin_slot_used or not _is_loopback(addr):
+                    _refused.warning(
+                        "refusing connection from %s: %d connections open (max_connections)",
+                        addr[0] if isinstance(addr, tuple) else addr,
+                        self.open_connections,
+                    )
+                    sock.close()
+                    continue
+                admin_only = self._admin_slot_used = True
+            self.open_connections += 1
+            gevent.spawn(self._serve_counted, sock, addr, admin_only)
+
+    def _serve_counted(self, sock: socket.socket, addr: Any, admin_only: bool) -> None:
+        """Serve one connection, counted from accept to close (the TLS handshake included)."""
+        try:
+            self._serve(sock, addr, admin_only)
+        finally:
+            self.open_connections -= 1
+            if admin_only:
+                self._admin_slot_used = False
 
     def _setup_socket(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -281,13 +315,14 @@ class GearServer:
                 ("TCP_KEEPIDLE", cfg.keepalive_idle),
                 ("TCP_KEEPINTVL", cfg.keepalive_interval),
                 ("TCP_KEEPCNT", cfg.keepalive_count),
+                ("TCP_USER_TIMEOUT", _user_timeout_ms(cfg)),
             ):
                 if value > 0 and hasattr(socket, opt):
                     sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
 
     # ---------------------------------------------------------------- one connection
 
-    def _serve(self, sock: socket.socket, addr: Any) -> None:
+    def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
         self._setup_socket(sock)
         if self.ssl_context is not None:
             tls = self._handshake(sock, addr)
@@ -319,6 +354,8 @@ class GearServer:
         log.info("connection %d from %s:%s opened", conn.id, ip, port)
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
         recv = sock.recv
+        handle = _admin_lines_only(core.handle) if admin_only else core.handle
+        idle_timeout = self.cfg.idle_timeout  # 0: none
         partial_since: float | None = None
         reads = 0
         reason = "closed by peer"
@@ -342,6 +379,15 @@ class GearServer:
                         except _PacketTimeout:
                             reason = "closed: incomplete packet timed out"
                             break
+                    elif idle_timeout and not (conn.abilities or conn.waiting or conn.jobs):
+                        # Silent, and neither a worker nor waiting for a result: it holds a slot
+                        # for nothing.
+                        try:
+                            with Timeout(idle_timeout, _PacketTimeout):
+                                hub_wait(readable)
+                        except _PacketTimeout:
+                            reason = "closed: idle timeout"
+                            break
                     else:
                         hub_wait(readable)
                     continue
@@ -350,18 +396,40 @@ class GearServer:
                     break
                 if not data:
                     break
-                n, why = self._consume(conn, decoder, data)
-                reason = why or reason
+                decoder.feed(data)
+                n = 0
+                try:
+                    for event in decoder.events():
+                        n += 1
+                        handle(conn, event)
+                        if conn.closing:
+                            break
+                except CloseConnection as exc:
+                    reason = f"closed: {exc}"
+                    conn.closing = True
+                except PacketTooLarge as exc:
+                    reason = f"closed: {exc}"
+                    log.warning("connection %d from %s: %s", conn.id, ip, exc)
+                    core.reject_packet_too_large(conn, str(exc))
+                except RemoteProtocolError as exc:
+                    reason = f"protocol error: {exc}"
+                    conn.closing = True
                 if not packet_timeout or not decoder.buffered:
                     partial_since = None
                 elif n or partial_since is None:
                     partial_since = monotonic()
+                if metrics is not None:
+                    metrics.packets_in.inc(n)
+                    metrics.bytes_in.inc(len(data))
                 if conn.closing or link.closed:
                     self.flush()
                     if reason == "closed by peer":
                         reason = "closed by server"
                     break
                 reads += 1
+                if conn.pending > self.cfg.max_pending_commits:
+                    self._await_commits(link)
+                    continue
                 if conn.out_bytes > FLUSH_NOW_BYTES or not reads % YIELD_EVERY_READS:
                     # A peer that floods us keeps this loop busy: send (and enforce the output
                     # cap) now, and let other connections run now and then.
@@ -380,63 +448,20 @@ class GearServer:
             log.info("connection %d from %s:%s %s", conn.id, ip, port, reason)
             self._close_link(link, from_reader=True)
 
-    def _consume(self, conn: Conn, decoder: Decoder, data: bytes) -> tuple[int, str | None]:
-        """Decode ``data`` and apply its events: (events applied, why the connection must close).
+    def _await_commits(self, link: _Link) -> None:
+        """Stop reading from a peer until the store answered half of its waiting submits.
 
-        Shared by both read paths. On a reason, ``conn.closing`` is set (or a reply to a packet that
-        is too large is queued first).
+        Its further requests stay in the socket buffers, and TCP slows the peer down: a slow store
+        costs a pipelining client latency, not the server memory.
         """
-        decoder.feed(data)
-        n = 0
-        handle = self.core.handle
-        reason = None
+        self.flush()
+        link.resume = Event()
         try:
-            for event in decoder.events():
-                n += 1
-                handle(conn, event)
-                if conn.closing:
-                    break
-        except CloseConnection as exc:
-            reason = f"closed: {exc}"
-            conn.closing = True
-        except PacketTooLarge as exc:
-            reason = f"closed: {exc}"
-            log.warning("connection %d from %s: %s", conn.id, conn.ip, exc)
-            self.core.reject_packet_too_large(conn, str(exc))
-        except RemoteProtocolError as exc:
-            reason = f"protocol error: {exc}"
-            conn.closing = True
-        if self.metrics is not None:
-            self.metrics.packets_in.inc(n)
-            self.metrics.bytes_in.inc(len(data))
-        return n, reason
-
-    def _attach(self, sock: socket.socket, addr: Any) -> None:
-        """Serve a plain TCP connection with callbacks on the loop's read watcher, no greenlet.
-
-        Measured against the greenlet per connection (``_serve``): about 15% less server CPU per
-        foreground job (BENCHMARKS.md). The greenlet path paid, per read, a switch into the hub
-        and back and a recv() that failed with EAGAIN before each wait; here the loop calls
-        :meth:`_on_readable` once per readiness, which reads once. A peer that floods gets one read
-        per loop turn like everyone else. A packet left unfinished is bounded by a loop timer.
-        TLS connections keep the greenlet path (the handshake and SSL's want-read/want-write).
-        """
-        self._setup_socket(sock)
-        self._next_id += 1
-        ip = addr[0] if isinstance(addr, tuple) else "-"
-        port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
-        conn = Conn(self._next_id, sock.fileno(), ip, port)
-        link = _Link(sock, conn)
-        self.links[conn.id] = link
-        if self.metrics is not None:
-            self.metrics.connections.inc()
-        self.core.connect(conn)
-        log.info("connection %d from %s:%s opened", conn.id, ip, port)
-        loop = gevent.get_hub().loop
-        link.watcher = loop.io(sock.fileno(), 1)
-        reader = _CallbackReader(self, link, Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line))
-        link.watcher.start(reader.on_readable)
-        reader.on_readable()  # what arrived with the connection (or its end) is read now
+            while link.conn.pending > self.cfg.max_pending_commits // 2 and not link.closed:
+                link.resume.wait()
+                link.resume.clear()
+        finally:
+            link.resume = None
 
     def _handshake(self, sock: socket.socket, addr: Any) -> ssl.SSLSocket | None:
         """TLS handshake without blocking the loop, bounded by ``handshake_timeout``."""
@@ -474,13 +499,6 @@ class GearServer:
             if self.links.pop(link.conn.id, None) is not None:
                 self.core.disconnect(link.conn)
                 self.flush()
-        if link.watcher is not None:  # a connection served by callbacks: no reader to unwind
-            link.watcher.stop()
-            link.watcher.close()
-            link.watcher = None
-            if not from_reader:
-                conn = link.conn
-                log.info("connection %d from %s:%s closed by server", conn.id, conn.ip, conn.port)
         if link.writer is not None and link.writer is not gevent.getcurrent():
             link.writer.kill(block=False)
         try:
@@ -506,11 +524,21 @@ class GearServer:
             link = self.links.get(conn.id)
             if link is None or link.closed:
                 continue
+            if link.resume is not None:
+                link.resume.set()  # the reader re-checks once this output is taken
             if link.writer is not None:
                 # The writer greenlet picks the new output up, unless the peer stopped reading.
                 if conn.out_bytes + len(link.backlog) > self.cfg.max_output_buffer:
                     log.warning("connection %d stopped reading; disconnecting", conn.id)
                     self._close_link(link)
+                continue
+            if conn.out_bytes > self.cfg.max_output_buffer:
+                # Checked before the join: output queued as many references to one result (a job
+                # submitted a thousand times on this connection) must not become a thousand copies.
+                log.warning(
+                    "connection %d: %d bytes of output queued; disconnecting", conn.id, conn.out_bytes
+                )
+                self._close_link(link)
                 continue
             data = conn.take_output()
             if not data:
@@ -543,6 +571,8 @@ class GearServer:
                 data = link.backlog
                 if not data:
                     data = conn.take_output()
+                    if link.resume is not None:
+                        link.resume.set()
                     if not data:
                         break
                 try:
@@ -566,78 +596,30 @@ class GearServer:
             self._close_link(link)
 
 
+def _user_timeout_ms(cfg: ServerConfig) -> int:
+    """TCP_USER_TIMEOUT matching the keepalive budget, so unacknowledged output is given up as soon
+    as an idle silent peer would be (keepalive alone never fires while data is in flight)."""
+    if min(cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count) <= 0:
+        return 0
+    return (cfg.keepalive_idle + cfg.keepalive_interval * cfg.keepalive_count) * 1000
+
+
 class _PacketTimeout(Exception):
-    """A peer left a packet or a TLS handshake unfinished for too long."""
+    """A peer left a packet or a TLS handshake unfinished, or a connection idle, for too long."""
 
 
-class _CallbackReader:
-    """The read side of one plain TCP connection, driven by the loop (see ``GearServer._attach``)."""
+def _admin_lines_only(
+    handle: Callable[[Conn, Packet | AdminCommand], None],
+) -> Callable[[Conn, Packet | AdminCommand], None]:
+    """The core's ``handle`` for the connection kept for a loopback admin: binary packets close it.
 
-    __slots__ = ("server", "link", "decoder", "recv", "timer", "loop")
+    That slot exists so that an operator can still run ``gearadmin --status`` (or ``gearpy-client
+    status``) when ``max_connections`` are taken; a worker or client must not take it.
+    """
 
-    def __init__(self, server: GearServer, link: _Link, decoder: Decoder) -> None:
-        self.server = server
-        self.link = link
-        self.decoder = decoder
-        self.recv = link.sock.recv
-        self.loop = gevent.get_hub().loop
-        #: the packet timeout of a packet left unfinished (started at its first byte)
-        self.timer: Any = None
+    def admin_only(conn: Conn, event: Packet | AdminCommand) -> None:
+        if isinstance(event, Packet):
+            raise CloseConnection("binary packet on the connection kept for a loopback admin")
+        handle(conn, event)
 
-    def on_readable(self) -> None:
-        server = self.server
-        link = self.link
-        conn = link.conn
-        try:
-            try:
-                data = self.recv(RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self.close(exc.strerror or str(exc))
-                return
-            if not data:
-                self.close("closed by peer")
-                return
-            n, reason = server._consume(conn, self.decoder, data)
-            if conn.closing or link.closed:
-                server.flush()
-                self.close(reason or "closed by server")
-                return
-            packet_timeout = server.cfg.packet_timeout
-            if packet_timeout and self.decoder.buffered:
-                if n or self.timer is None:  # a new partial packet: its clock starts now
-                    self._stop_timer()
-                    self.timer = self.loop.timer(packet_timeout)
-                    self.timer.start(self._timed_out)
-            elif self.timer is not None:
-                self._stop_timer()
-            if conn.out_bytes > FLUSH_NOW_BYTES:
-                server.flush()  # send (and enforce the output cap) before reading more
-            elif not server._flush_scheduled:
-                # Flush once the loop has run every connection that is ready: replies to many
-                # peers, and several replies to one peer, then go out in as few sends as possible.
-                server._flush_scheduled = True
-                self.loop.run_callback(server.flush)
-        except Exception:  # pragma: no cover - a bug; drop this connection, keep the server up
-            log.exception("connection %d: unexpected error", conn.id)
-            self.close("closed: internal error")
-
-    def _timed_out(self) -> None:
-        self.timer = None
-        self.close("closed: incomplete packet timed out")
-
-    def _stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.stop()
-            self.timer.close()
-            self.timer = None
-
-    def close(self, reason: str) -> None:
-        self._stop_timer()
-        link = self.link
-        if link.closed and link.watcher is None:
-            return
-        conn = link.conn
-        log.info("connection %d from %s:%s %s", conn.id, conn.ip, conn.port, reason)
-        self.server._close_link(link, from_reader=True)
+    return admin_only

@@ -97,7 +97,4 @@ def run(
         return server.serve_forever()
     finally:
         if cfg.pid_file:
-            try:
-                remove_pid_file(cfg.pid_file)
-            except OSError:
-                pass
+            remove_pid_file(cfg.pid_file)

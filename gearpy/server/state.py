@@ -32,7 +32,13 @@ def gm_hash(data: bytes) -> int:
 
 
 class Job:
-    """One job, queued or running. ``clients`` has one entry per foreground submit attached."""
+    """One job, queued or running.
+
+    ``clients`` maps each connection waiting on the job to how many times it submitted it: one
+    entry per connection (issue 18.1: a connection attached a thousand times made a thousand list
+    entries, and its leaving quadratic work), and a dict, so that a leaving client is detached in
+    O(1).
+    """
 
     __slots__ = (
         "handle",
@@ -53,6 +59,7 @@ class Job:
         "timer",
         "submitted_at",
         "started_at",
+        "submitter",
     )
 
     def __init__(
@@ -74,8 +81,8 @@ class Job:
         self.when = when
         self.reducer = reducer
         self.background = background
-        #: ``()`` until a foreground client attaches (saves a list per background job)
-        self.clients: list[Conn] | tuple[()] = ()
+        #: ``()`` until a foreground client attaches (saves a dict per background job)
+        self.clients: dict[Conn, int] | tuple[()] = ()
         self.worker: Conn | None = None
         self.numerator = 0
         self.denominator = 0
@@ -86,6 +93,8 @@ class Job:
         #: set only when metrics are on (a float per job costs 24 bytes)
         self.submitted_at = 0.0
         self.started_at = 0.0
+        #: the connection that created the job, while ``max_jobs_per_connection`` counts it
+        self.submitter: Conn | None = None
 
     @property
     def number(self) -> int:
@@ -101,9 +110,11 @@ class Function:
     """A function name known to the server, with its queues and the workers that can do it.
 
     ``queues`` holds runnable jobs per priority (FIFO; abandoned jobs are skipped when popped);
-    ``scheduled`` is a heap of epoch jobs not yet due. ``workers`` counts registrations (a
-    connection that sent CAN_DO twice counts twice, as in gearmand), and ``sleepers`` holds
-    sleeping connections in wake-up order, so a submit wakes workers in O(woken).
+    ``scheduled`` is a heap of epoch jobs not yet due. ``workers`` counts the connections that
+    registered it (once each: a connection sending CAN_DO twice is one worker, where gearmand counts
+    two; issue 18.7), and ``sleepers`` holds sleeping connections in wake-up order, so a submit
+    wakes workers in O(woken). ``idle`` is True while the function has no worker, job or
+    ``maxqueue`` limit (:class:`~gearpy.server.index.JobIndex` forgets the oldest idle ones).
     """
 
     __slots__ = (
@@ -118,6 +129,8 @@ class Function:
         "hash",
         "due_timer",
         "due_at",
+        "idle",
+        "live",
     )
 
     def __init__(self, name: bytes, seq: int) -> None:
@@ -132,6 +145,9 @@ class Function:
         self.hash = gm_hash(name)
         self.due_timer: object | None = None
         self.due_at = 0
+        self.idle = False
+        #: jobs of this function the server holds (queued, scheduled, running, awaiting a commit)
+        self.live = 0
 
     def queued(self, priority: int) -> int:
         n = len(self.queues[priority])
@@ -154,6 +170,10 @@ class Function:
         while sched and sched[0][0] <= now:
             job = heapq.heappop(sched)[2]
             self.queues[job.priority].append(job)
+
+    def unused(self) -> bool:
+        """No worker, no job (queued, scheduled or running) and no ``maxqueue``: safe to forget."""
+        return not (self.workers or self.live or any(self.max_queue))
 
     def has_runnable(self, now: int) -> bool:
         if self.scheduled and self.scheduled[0][0] <= now:
@@ -197,11 +217,14 @@ class Conn:
         "sleeping",
         "noop_sent",
         "abilities",
+        "registered",
         "jobs",
         "waiting",
+        "submitted",
         "out",
         "out_bytes",
         "has_pending",
+        "pending",
         "closing",
         "is_worker",
         "is_client",
@@ -218,15 +241,22 @@ class Conn:
         self.exceptions = False
         self.sleeping = False
         self.noop_sent = False
-        #: registrations, newest first
+        #: registrations, newest first, one per function
         self.abilities: list[Ability] = []
+        #: the same registrations by function (a repeated CAN_DO finds its own in O(1))
+        self.registered: dict[Function, Ability] = {}
         #: jobs assigned to this connection as a worker, in grab order
         self.jobs: list[Job] = []
-        #: jobs this connection waits on as a client (one entry per foreground submit)
-        self.waiting: list[Job] = []
+        #: jobs this connection waits on as a client (once each, whatever it submitted)
+        self.waiting: dict[Job, None] = {}
+        #: jobs this connection created that have not ended (``max_jobs_per_connection``)
+        self.submitted = 0
         self.out: list[bytes | Pending] = []
         self.out_bytes = 0
         self.has_pending = False
+        #: reply slots not sent yet (submits waiting for their durable commit); the I/O layer stops
+        #: reading from a connection with too many, which is the back-pressure of a slow store
+        self.pending = 0
         #: set by the core when the connection must be closed once its output is flushed
         self.closing = False
         self.is_worker = False
@@ -240,11 +270,17 @@ class Conn:
         self.out.append(data)
         self.out_bytes += len(data)
 
+    def push_times(self, data: bytes, times: int) -> None:
+        """Queue the same bytes object ``times`` times (no copy until it is sent)."""
+        self.out.extend([data] * times)
+        self.out_bytes += len(data) * times
+
     def reserve(self) -> Pending:
         """Reserve an ordered reply slot to be filled later (see :class:`Pending`)."""
         slot = Pending()
         self.out.append(slot)
         self.has_pending = True
+        self.pending += 1
         return slot
 
     def take_output(self) -> bytes:
@@ -265,6 +301,7 @@ class Conn:
                 if item.data is None:
                     break
                 ready.append(item.data)
+                self.pending -= 1
             else:
                 ready.append(item)
         else:

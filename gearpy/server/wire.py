@@ -7,6 +7,8 @@ functions.
 
 from __future__ import annotations
 
+import re
+
 from gearpy.protocol import PacketType, encode
 
 T = PacketType
@@ -17,6 +19,14 @@ MAX_UNIQUE = 64
 MAX_HANDLE = 63
 #: gearmand's GEARMAN_MAX_IDENTIFIER less its NUL (SET_CLIENT_ID).
 MAX_CLIENT_ID = 127
+#: Longest function name accepted by default: libgearman's GEARMAN_FUNCTION_MAX_SIZE (its workers
+#: refuse longer ones; gearmand itself has no limit).
+DEFAULT_MAX_FUNCTION_NAME = 512
+
+#: Bytes that never reach the admin text protocol raw: C0 controls (tab, newline ...) and DEL.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+#: The same plus space, for the space-separated fields of ``workers`` (the client id).
+_CONTROL_OR_SPACE = re.compile(rb"[\x00-\x20\x7f]")
 
 NOOP = encode(T.NOOP)
 NO_JOB = encode(T.NO_JOB)
@@ -25,6 +35,12 @@ ERR_BAD_MAGIC = encode(T.ERROR, b"INVALID_MAGIC", b"Request magic expected")
 ERR_UNIQUE_TOO_LARGE = encode(T.ERROR, b"ARGUMENT_TOO_LARGE", b"Unique value too large")
 ERR_QUEUE_FULL = encode(T.ERROR, b"QUEUE_ERROR", b"Job queue is full")
 ERR_QUEUE_MEMORY = encode(T.ERROR, b"QUEUE_ERROR", b"Server queue memory limit reached (max_queued_bytes)")
+ERR_CONNECTION_JOBS = encode(
+    T.ERROR, b"QUEUE_ERROR", b"Too many unfinished jobs from this connection (max_jobs_per_connection)"
+)
+ERR_BAD_FUNCTION_NAME = encode(
+    T.ERROR, b"INVALID_FUNCTION_NAME", b"Function name contains control characters"
+)
 ERR_PERMISSION = encode(T.ERROR, b"PERMISSION_DENIED", b"Not allowed for this client certificate")
 ERR_UNKNOWN_OPTION = encode(T.ERROR, b"UNKNOWN_OPTION", b"Server does not recognize given option")
 ERR_HANDLE_TOO_LARGE = encode(
@@ -54,6 +70,37 @@ def packet_too_large_reply(reason: str) -> bytes:
     why, then the connection closes.
     """
     return encode(T.ERROR, b"ARGUMENT_TOO_LARGE", reason.encode())
+
+
+def function_name_error(name: bytes, max_length: int) -> bytes | None:
+    """The ERROR refusing a new function name, or None when it may be used (issue 18.2, 18.8)."""
+    if len(name) > max_length:
+        return encode(
+            T.ERROR,
+            b"ARGUMENT_TOO_LARGE",
+            b"Function name longer than %d bytes (max_function_name)" % max_length,
+        )
+    if _CONTROL.search(name) is not None:
+        return ERR_BAD_FUNCTION_NAME
+    return None
+
+
+def _hex(match: re.Match[bytes]) -> bytes:
+    return b"\\x%02x" % match.group()[0]
+
+
+def escape(text: bytes) -> bytes:
+    """``text`` for a line of the admin protocol: each control byte as ``\\xNN``, the rest as is.
+
+    A tab or newline inside a name, client id or unique would otherwise add fields or rows (or end
+    a listing early) in what ``gearadmin`` and ``gearpy-client`` parse (issue 18.8).
+    """
+    return text if _CONTROL.search(text) is None else _CONTROL.sub(_hex, text)
+
+
+def escape_field(text: bytes) -> bytes:
+    """Like :func:`escape`, spaces too: for a space-separated field (``workers``' client id)."""
+    return text if _CONTROL_OR_SPACE.search(text) is None else _CONTROL_OR_SPACE.sub(_hex, text)
 
 
 def atoi(text: bytes) -> int:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gearpy.boundedhttp import BoundedWSGIServer
 from gearpy.metrics import parse_listen, serve_metrics
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class WorkerMetrics:
         in_flight.set_function(lambda: len(worker.jobs))
         connected = Gauge("gearpy_worker_connected_servers", "Servers connected now.", registry=r)
         connected.set_function(lambda: self.connected_servers())
-        self._server = None
+        self._server: BoundedWSGIServer | None = None
 
     def connected_servers(self) -> int:
         return sum(1 for link in self.worker.links if link.session is not None)

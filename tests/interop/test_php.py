@@ -131,3 +131,26 @@ def test_php_worker_job_status_seen_by_raw_client(gearman_server, php, procs, se
         (T.WORK_STATUS, (h, b"2", b"2")),
         (T.WORK_COMPLETE, (h, b"done:raw")),
     ]
+
+
+TWO_TASKS_ONE_UNIQUE = r"""
+$c = new GearmanClient();
+$c->addServer('127.0.0.1', (int)$argv[1]);
+$c->setTimeout(15000);
+$done = [];
+$c->setCompleteCallback(function ($t) use (&$done) { $done[] = $t->data(); });
+$c->addTask('rev', 'abc', null, 'same-unique');
+$c->addTask('rev', 'abc', null, 'same-unique');
+echo json_encode(['run' => $c->runTasks(), 'done' => $done]);
+"""
+
+
+def test_php_two_tasks_with_one_unique_both_complete(gearman_server, php, procs, session):
+    """One job for both tasks (coalesced), and a result for each: the server attaches the
+    connection once (issue 18.1) but answers it once per submit, as gearmand does."""
+    port = str(gearman_server.port)
+    procs([php, "-r", WORKER, "--", port, "1"])
+    session(gearman_server).wait_admin(b"status\n", b"rev\t0\t0\t1\n")
+    r = subprocess.run([php, "-r", TWO_TASKS_ONE_UNIQUE, "--", port], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"run": True, "done": ["cba", "cba"]}

@@ -11,7 +11,11 @@ step the invariants below must hold:
 * no job is held by two workers at once, and a queued job sits in exactly one queue, once;
 * a waiting foreground client is never forgotten: it was told an outcome or its job still exists;
 * ``status`` (the admin command, parsed) equals reality: per function, queued + running jobs in
-  ``core.jobs``, running jobs, registrations.
+  ``core.jobs``, running jobs, registrations;
+* a connection is attached to a job once however often it submitted it, and both sides of that
+  attachment agree; a function is registered once per connection however often CAN_DO came;
+* the bytes counted against ``max_queued_bytes`` are exactly the footprints of the jobs held;
+* a name with a control byte is refused (an ERROR) and never becomes a function.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from gearpy.protocol import Decoder, Packet, PacketType
 from gearpy.server.core import ServerCore
+from gearpy.server.jobs import footprint
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
 
@@ -171,6 +176,20 @@ class CoreMachine(RuleBasedStateMachine):
         else:
             self._send(self.workers[w], T.CAN_DO, fn)
 
+    @rule(
+        name=st.sampled_from([b"a\tb", b"x\n.\n", b"real\t0\t0\t0\nfake\t9\t9\t9", b"\x1b[2J"]),
+        kind=st.sampled_from([T.SUBMIT_JOB, T.SUBMIT_JOB_BG, T.CAN_DO]),
+    )
+    def control_bytes_in_a_name(self, name, kind):
+        conn = self._new_conn()  # (a client's replies may wait behind a durable commit)
+        args = (name,) if kind == T.CAN_DO else (name, b"u1", b"p")
+        self.core.handle(conn, Packet(kind, args, True))
+        [reply] = _decode(conn.take_output())
+        self.core.dirty.discard(conn)
+        assert reply.kind == T.ERROR and reply.args[0] == b"INVALID_FUNCTION_NAME", reply
+        assert name not in self.core.functions
+        self.core.disconnect(conn)
+
     @rule(w=st.integers(0, 2), fn=st.sampled_from(FUNCS))
     def cant_do(self, w, fn):
         worker = self.workers[w]
@@ -309,6 +328,21 @@ class CoreMachine(RuleBasedStateMachine):
             job = self.core.jobs.get(handle)
             if job is not None:
                 assert job.worker is not None and job.worker.id == wid
+
+    @invariant()
+    def attached_once_and_consistently(self):
+        for job in self.core.jobs.values():
+            for conn in job.clients:
+                assert job in conn.waiting, f"{job!r} lists {conn!r}, which does not wait on it"
+        for conn in self.core.conns.values():
+            for job in conn.waiting:
+                assert conn in job.clients, f"{conn!r} waits on {job!r}, which does not list it"
+            fns = [a.function for a in conn.abilities]
+            assert len(fns) == len(set(fns)) == len(conn.registered), f"{conn!r} registered twice"
+
+    @invariant()
+    def queued_bytes_are_the_jobs_footprints(self):
+        assert self.core.book.queued_bytes == sum(footprint(j) for j in self.core.jobs.values())
 
     @invariant()
     def admin_status_matches_reality(self):

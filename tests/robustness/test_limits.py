@@ -14,7 +14,17 @@ import pytest
 
 from gearpy.protocol import Packet, encode_request
 
-from support.raw import T, admin, closed_by_server, connect, echo_ok, header, read_packets, status
+from support.raw import (
+    T,
+    admin,
+    closed_by_server,
+    connect,
+    echo_ok,
+    header,
+    read_packets,
+    served_connections,
+    status,
+)
 from support.waits import wait_until
 from support.workers import rss_kib, start_raw_worker, stop_procs, worker_log
 
@@ -128,9 +138,7 @@ def test_client_that_never_reads_is_disconnected(make_server, tmp_path, kind):
 
 def test_max_connections_refuses_the_next_one(make_server):
     server = make_server("--max-connections", "5")
-    held = [connect(server) for _ in range(5)]
-    for s in held:
-        echo_ok(s)
+    held = served_connections(server, 5)
     extra = connect(server)
     try:
         extra.sendall(encode_request(T.ECHO_REQ, b"x"))

@@ -3,15 +3,18 @@
 Bounded: 300 connections (20 at a time) within about 10 s. Each connection sends a random mix of
 valid request packets, valid packets with flipped bytes, truncated packets, random packet types,
 random (capped) declared lengths, random admin lines and raw junk, then reads briefly and closes,
-sometimes with a TCP reset. Afterwards the server must be alive and serve a normal client (ECHO
-and a foreground job run by a raw worker), have logged no traceback, and its RSS must not have
-grown without bound.
+sometimes with a TCP reset. Names, uniques and client ids include control bytes (tab, newline, escape),
+and a packet is sometimes sent many times over (the same foreground submit attaching the connection
+again and again). Afterwards the server must be alive and serve a normal client (ECHO and a
+foreground job run by a raw worker), have logged no traceback, its RSS must not have grown without
+bound, and its admin listings must still parse: no name or id added a field or a row.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import struct
 import threading
@@ -22,7 +25,7 @@ import pytest
 from gearpy.protocol import FIELD_COUNT, RESPONSE_ONLY, Packet, encode_request
 from gearpy.testing import ServerProcess, gearpy_server_argv
 
-from support.raw import T, connect, echo_ok, read_packets
+from support.raw import T, admin, connect, echo_ok, read_packets
 from support.workers import rss_kib, start_raw_worker, stop_procs
 
 MiB = 1024 * 1024
@@ -43,7 +46,9 @@ ADMIN_WORDS = [
     b"maxqueue fz 1 2 3",
     b"shutdown",
 ]
-NAMES = [b"fz", b"fz2", b"", b"\xff\xfe", b"x" * 300]
+NAMES = [b"fz", b"fz2", b"", b"\xff\xfe", b"x" * 300, b"fz\t0\t0\t0\nfake", b"fz\n.\n", b"f\x01z", b"\x1b[2J"]
+#: Uniques and client ids (the second field of a submit, SET_CLIENT_ID's only one)
+IDS = [b"u", b"-", b"a\n.\n", b"w1 :\n.\n", b"t\tab"]
 
 
 def valid_packet(rng: random.Random) -> bytes:
@@ -53,6 +58,8 @@ def valid_packet(rng: random.Random) -> bytes:
     for i in range(n):
         if i == 0 and n > 1:
             args.append(rng.choice(NAMES))
+        elif (i == 1 or kind == T.SET_CLIENT_ID) and rng.random() < 0.5:
+            args.append(rng.choice(IDS))
         else:
             args.append(bytes(rng.randrange(1, 256) for _ in range(rng.choice([0, 1, 8, 70]))))
     if n:
@@ -94,6 +101,8 @@ def fuzz_connection(server, rng: random.Random) -> None:
             pkt = valid_packet(rng)
             if rng.random() < 0.6:
                 pkt = mutate(rng, pkt)
+            elif rng.random() < 0.2:  # the same (valid) packet again and again: duplicate attachments
+                pkt *= rng.choice([2, 50, 500])
             if rng.random() < 0.3:  # split writes
                 cut = rng.randrange(len(pkt) + 1)
                 s.sendall(pkt[:cut])
@@ -154,11 +163,29 @@ def test_live_fuzz_leaves_a_working_server(tmp_path):
         assert created.kind == T.JOB_CREATED
         assert done == Packet(T.WORK_COMPLETE, (created.args[0], b"done:hello"), False)
         c.close()
+        assert_listings_parse(server)
         log = server.log()
         assert "Traceback" not in log, f"seed {seed}:\n{log[-5000:]}"
     finally:
         stop_procs(*procs)
         server.stop()
+
+
+def assert_listings_parse(server) -> None:
+    """Every row of the admin listings has its fields, and no control byte (issue 18.8)."""
+    for command, fields in ((b"status", 4), (b"prioritystatus", 5), (b"show jobs", 4)):
+        rows = admin(server, command).split(b"\n")
+        assert rows[-2:] == [b".", b""], (command, rows[-3:])
+        for row in rows[:-2]:
+            cells = row.split(b"\t")
+            assert len(cells) == fields and all(c.isdigit() for c in cells[1:]), (command, row)
+    for command in (b"workers", b"show unique jobs"):
+        rows = admin(server, command).split(b"\n")
+        assert rows[-2:] == [b".", b""], (command, rows[-3:])
+        for row in rows[:-2]:
+            assert not any(b < 0x20 or b == 0x7F for b in row), (command, row)
+            if command == b"workers":
+                assert re.fullmatch(rb"\d+ \S+ \S+ :( \S+)*", row), row
 
 
 @pytest.mark.parametrize("kind", [T.GET_STATUS, T.GET_STATUS_UNIQUE])

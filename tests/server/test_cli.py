@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from gearpy.protocol import PacketType, encode_request
+from gearpy.server.jobs import JOB_BYTES
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv, wait_for_port
 
 from support.raw import admin_line, read_packets
@@ -191,7 +192,9 @@ def test_sighup_reopens_log_file(tmp_path):
 
 @pytest.mark.slow
 def test_max_queued_bytes_refuses_new_jobs_with_queue_error_and_keeps_the_rest():
-    server = ServerProcess(gearpy_server_argv("--max-queued-bytes", "1000")).start()
+    # Room for two 400-byte jobs, each counted with its record (issue 18.5), not for a third.
+    limit = 2 * (400 + JOB_BYTES) + 100
+    server = ServerProcess(gearpy_server_argv("--max-queued-bytes", str(limit))).start()
     try:
         with socket.create_connection((server.host, server.port), timeout=5) as s:
             for _ in range(3):

@@ -42,6 +42,10 @@ def test_options_from_url_options_mapping_and_keywords() -> None:
     assert store.backend.table == "gearpy_queue"  # type: ignore[attr-defined]
     redis_store = open_durable_store("redis://127.0.0.1/0", table="from-cli:")  # --queue-table
     assert redis_store.backend.prefix == "from-cli:"  # type: ignore[attr-defined]
+    # gearpy-server passes table=None when --queue-table is not given: the URL's table still holds.
+    assert open_store("sqlite:///tmp/x.db?table=a", table=None).backend.table == "a"  # type: ignore[attr-defined]
+    store = open_durable_store("mysql://root@127.0.0.1/test?commit_timeout=2.5")
+    assert store.backend._params["read_timeout"] == 2.5  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,11 @@
 * :mod:`support.waits` - bounded polling: ``wait_until``, ``wait_for_worker``, ``function_status``.
 * :mod:`support.schedulers` - a fake timer scheduler and clock for driving ``ServerCore`` without sleeping.
 * :mod:`support.pki` - throw-away TLS material made with ``openssl``.
-* :mod:`support.stores` - MariaDB/PostgreSQL/Redis/SQLite stores with private tables, and a fault proxy.
+* :mod:`support.stores` - MariaDB/PostgreSQL/Redis/SQLite stores with private tables.
+* :mod:`support.faultproxy` - the fault-injecting TCP proxy (latency, blackhole, reset, half-open,
+  slow link) for client, worker and store links; also used by ``scripts/soak.py``.
+* :mod:`support.reliability` and ``jobtasks.py`` - the reliability tests' worker task (every run
+  logged) and its log, the short keepalive flags, connection counts.
 
 The fixtures built on them live in ``tests/conftest.py`` (shared) or next to the tests that use them.
 """

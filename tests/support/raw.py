@@ -87,6 +87,19 @@ def echo_ok(server_or_sock: Address | socket.socket, payload: bytes = b"ping") -
             s.close()
 
 
+def served_connections(server: Address, n: int) -> list[socket.socket]:
+    """``n`` connections, each answered before the next is opened.
+
+    One at a time: a server counts a connection from its accept, so the start-up probe's must have
+    been seen closed before the ``n``-th arrives (it has once a later connection was answered).
+    """
+    held = []
+    for _ in range(n):
+        held.append(connect(server))
+        echo_ok(held[-1])
+    return held
+
+
 def read_until_close(s: socket.socket) -> bytes | None:
     """All bytes up to the server's close; None if it did not close within the socket's timeout."""
     got = b""

@@ -6,20 +6,24 @@ prefix (random suffix), dropped afterwards, so tests can run in parallel with ea
 other users of the shared services. A service that cannot be reached skips the test, which
 ``GEARPY_REQUIRE_EXTERNAL=1`` (CI) turns into a failure.
 
-:class:`FaultProxy` is a loopback TCP forwarder that can be stopped and started again on the same
-port: it makes a database "go away" for gearpy without touching the shared service.
+:class:`FaultProxy` (:mod:`support.faultproxy`, re-exported here) stands between gearpy and a
+database: stopped and started again on the same port, blackholed, slowed or reset, it makes the
+database "go away" for gearpy without touching the shared service.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from support.faultproxy import FaultProxy
+
+__all__ = ["KINDS", "FaultProxy", "Service", "make_service", "reachable"]
 
 MYSQL = ("127.0.0.1", 3306)
 POSTGRES = ("127.0.0.1", 5432)
@@ -133,76 +137,3 @@ def make_service(kind: str, tmp_path: Path) -> Service:
             REDIS[1],
         )
     raise ValueError(kind)
-
-
-class FaultProxy:
-    """A TCP forwarder on a fixed loopback port; :meth:`stop` cuts every connection and refuses new ones.
-
-    Real OS threads (the tests do not monkey-patch), so it runs whatever the gevent hub is doing.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._listener: socket.socket | None = None
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> FaultProxy:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-        return self
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def stop(self) -> None:
-        if self._listener is not None:
-            # shutdown first: close() alone leaves a listener that a blocked accept() keeps alive
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()

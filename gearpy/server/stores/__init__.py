@@ -1,4 +1,5 @@
-"""Durable queue stores: SQLite, MySQL/MariaDB, PostgreSQL and Redis, all with group commit.
+"""The registry of queue stores (:data:`STORES`, :func:`open_store`): memory, and the durable
+SQLite, MySQL/MariaDB, PostgreSQL and Redis stores, all with group commit.
 
 Choose one with a URL (``gearpy-server -q URL``, or ``server: {queue: URL}`` in YAML)::
 
@@ -10,7 +11,8 @@ Choose one with a URL (``gearpy-server -q URL``, or ``server: {queue: URL}`` in 
 Options go in the query string or as keyword arguments (keywords win; an ``options`` mapping is
 accepted too): ``table`` (SQL, default ``gearpy_queue``), ``prefix`` (Redis, default ``gearpy:``),
 ``max_batch``, ``max_batch_bytes``, ``commit_delay``, ``reconnect_min``, ``reconnect_max``,
-``connect_timeout``, ``close_timeout``; SQLite also ``busy_timeout`` and ``synchronous``
+``connect_timeout``, ``commit_timeout`` (network stores: seconds a commit may wait on a silent
+database before it fails, default 10), ``close_timeout``; SQLite also ``busy_timeout`` and ``synchronous``
 (``FULL`` default, ``NORMAL`` survives kill -9 but not power loss); Redis also ``require_aof``.
 
 Every store acknowledges a background job only after its transaction committed, batches the writes
@@ -52,6 +54,11 @@ __all__ = [
     "open_store",
 ]
 
+#: Seconds a network store's commit (or any call) may wait on a silent database before it fails:
+#: with the reconnect's ``connect_timeout`` (5 s) this bounds how long a submitter waits for its
+#: ERROR QUEUE_ERROR when the database's link is cut without a reset (a partition).
+DEFAULT_COMMIT_TIMEOUT = 10.0
+
 _STORE_OPTIONS = (
     "max_batch",
     "max_batch_bytes",
@@ -92,6 +99,7 @@ def _mysql(url: StoreURL, opts: dict[str, object]) -> Backend:
         database=url.path,
         table=table,
         connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        commit_timeout=float(opts.get("commit_timeout", DEFAULT_COMMIT_TIMEOUT)),  # type: ignore[arg-type]
     )
 
 
@@ -108,6 +116,7 @@ def _postgres(url: StoreURL, opts: dict[str, object]) -> Backend:
         database=url.path or user,
         table=table,
         connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        commit_timeout=float(opts.get("commit_timeout", DEFAULT_COMMIT_TIMEOUT)),  # type: ignore[arg-type]
     )
 
 
@@ -129,6 +138,7 @@ def _redis(url: StoreURL, opts: dict[str, object]) -> Backend:
         prefix=prefix,
         ssl=url.scheme == "rediss",
         connect_timeout=float(opts.get("connect_timeout", 5.0)),  # type: ignore[arg-type]
+        commit_timeout=float(opts.get("commit_timeout", DEFAULT_COMMIT_TIMEOUT)),  # type: ignore[arg-type]
         require_aof=bool(opts.get("require_aof", False)),
     )
 

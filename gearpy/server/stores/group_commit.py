@@ -21,7 +21,11 @@ How:
   new adds fail at once with a clear error until a reconnect succeeds; reconnects are tried in the
   background with exponential backoff (``reconnect_min`` to ``reconnect_max``), so a store that
   comes back is used again within about ``reconnect_max`` seconds without a restart. Removes of a
-  failed batch are kept for the next one (a lost delete would run the job again at the next start).
+  failed batch are kept for the next one (a lost delete would run the job again at the next start),
+  and so are deletes of the failed batch's own jobs: a commit cut off mid-way may have been applied.
+* A silent database (a partition: no reset, no reply) fails a commit after the backend's
+  ``commit_timeout`` (network stores, default 10 s) plus ``connect_timeout`` (5 s) for the retry's
+  reconnect: submitters get ERROR QUEUE_ERROR within about 15 s, never an acknowledgement.
 """
 
 from __future__ import annotations
@@ -95,6 +99,24 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Drop the connection; must not raise."""
+
+
+def abort_on_close(sock: Any) -> None:
+    """Make closing ``sock`` abortive (SO_LINGER 0: an RST, and unsent data is dropped).
+
+    Why: a commit given up after ``commit_timeout`` may still sit in the kernel's retransmission
+    queue. A graceful close would keep sending it, and a database that comes back would apply that
+    stale commit after the server already answered QUEUE_ERROR and deleted the batch's rows. The
+    drivers close their socket themselves on a timeout, so this is set once, at connect.
+    """
+    import socket
+    import struct
+
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
 
 
 def job_size(job: StoredJob) -> int:
@@ -342,6 +364,10 @@ class GroupCommitStore(QueueStore):
             return None
         assert last is not None
         self._broken(last)
+        # A commit cut off mid-way (timeout, reset) may have been applied by the database: delete
+        # those rows with a later batch, so a job whose submitter got QUEUE_ERROR never runs after
+        # a restart (deleting a row that was never written is a no-op).
+        self._removes.extend(job.store_id for job in jobs)
         return StoreError(f"queue store {self.name} could not write the job: {self._last_error}")
 
     def _probe(self) -> None:

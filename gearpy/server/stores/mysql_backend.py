@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gearpy.server.stores.group_commit import abort_on_close
 from gearpy.server.stores.sql import SqlBackend
 
 try:
@@ -48,6 +49,7 @@ class MysqlBackend(SqlBackend):
         database: str,
         table: str = DEFAULT_TABLE,
         connect_timeout: float = 5.0,
+        commit_timeout: float = 10.0,
     ) -> None:
         super().__init__(table, name)
         self._params: dict[str, Any] = dict(
@@ -57,8 +59,8 @@ class MysqlBackend(SqlBackend):
             password=password,
             database=database,
             connect_timeout=connect_timeout,
-            read_timeout=60,
-            write_timeout=60,
+            read_timeout=commit_timeout,
+            write_timeout=commit_timeout,
             autocommit=False,
             max_allowed_packet=1 << 30,
             binary_prefix=True,
@@ -69,6 +71,7 @@ class MysqlBackend(SqlBackend):
         if pymysql is None:
             raise ImportError("No module named 'pymysql'")
         conn = pymysql.connect(**self._params)
+        abort_on_close(getattr(conn, "_sock", None))
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT @@max_allowed_packet, @@innodb_flush_log_at_trx_commit")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gearpy.server.stores.group_commit import abort_on_close
 from gearpy.server.stores.sql import SqlBackend
 
 try:
@@ -36,8 +37,10 @@ class PostgresBackend(SqlBackend):
         database: str,
         table: str = DEFAULT_TABLE,
         connect_timeout: float = 5.0,
+        commit_timeout: float = 10.0,
     ) -> None:
         super().__init__(table, name)
+        self.commit_timeout = commit_timeout
         self._params: dict[str, Any] = dict(
             host=host, port=port, user=user, password=password, database=database, timeout=connect_timeout
         )
@@ -46,6 +49,12 @@ class PostgresBackend(SqlBackend):
         if pg8000 is None:
             raise ImportError("No module named 'pg8000'")
         conn = pg8000.dbapi.connect(**self._params)
+        # pg8000 uses its one ``timeout`` for the connect and every later socket call; after the
+        # connect, a call waits up to commit_timeout on a silent server.
+        sock = getattr(conn, "_usock", None)
+        if sock is not None:
+            sock.settimeout(self.commit_timeout)
+            abort_on_close(sock)
         try:
             cur = conn.cursor()
             cur.execute("SHOW synchronous_commit")

@@ -36,7 +36,7 @@ except ImportError:  # the optional driver: pip install 'gearpy[redis]'; connect
     redis = None  # type: ignore[assignment]
 
 from gearpy.server.store import StoredJob
-from gearpy.server.stores.group_commit import Backend
+from gearpy.server.stores.group_commit import Backend, abort_on_close
 
 log = logging.getLogger("gearpy.server.stores")
 
@@ -65,6 +65,7 @@ class RedisBackend(Backend):
         ssl: bool = False,
         connect_timeout: float = 5.0,
         require_aof: bool = False,
+        commit_timeout: float = 10.0,
     ) -> None:
         self.name = name
         self.prefix = prefix
@@ -82,7 +83,7 @@ class RedisBackend(Backend):
             password=password,
             ssl=ssl,
             socket_connect_timeout=connect_timeout,
-            socket_timeout=30,
+            socket_timeout=commit_timeout,
             client_name="gearpy-queue-store",
         )
 
@@ -96,7 +97,14 @@ class RedisBackend(Backend):
         # dead server from stalling every batch for several seconds.
         # A pool that in practice holds one connection: calls are serialised by GroupCommitStore,
         # and pipelines (unlike single_connection_client) always draw from the pool.
-        client = redis.Redis(retry=Retry(NoBackoff(), 0), **self._params)
+        if self._params["ssl"]:  # redis-py picks its own connection class for TLS
+            client = redis.Redis(retry=Retry(NoBackoff(), 0), **self._params)
+        else:
+            params = {k: v for k, v in self._params.items() if k != "ssl"}
+            pool = redis.ConnectionPool(
+                connection_class=_aborting_connection_class(), retry=Retry(NoBackoff(), 0), **params
+            )
+            client = redis.Redis(connection_pool=pool)
         try:
             client.ping()
             self._check_durability(client)
@@ -116,7 +124,10 @@ class RedisBackend(Backend):
         if aof is None:
             self.durability = "unknown (CONFIG is disabled): check appendonly/appendfsync on the server"
         elif aof != "yes":
-            self.durability = "gearpy crash only: redis runs with appendonly=no, a redis restart loses jobs"
+            self.durability = (
+                "gearpy crash only: redis runs with appendonly=no, so after a redis restart only what its "
+                "last RDB snapshot held is left (set appendonly yes, appendfsync always)"
+            )
         elif fsync == "always":
             self.durability = "fsync at every batch (appendonly=yes, appendfsync=always)"
         else:
@@ -192,5 +203,20 @@ class RedisBackend(Backend):
         if client is not None:
             try:
                 client.close()
+                client.connection_pool.disconnect()  # a pool of our own is not closed by close()
             except Exception:
                 pass
+
+
+def _aborting_connection_class() -> type:
+    import redis
+
+    class AbortingConnection(redis.Connection):
+        """A redis-py connection whose close is abortive (see :func:`abort_on_close`)."""
+
+        def _connect(self) -> Any:
+            sock = super()._connect()  # type: ignore[no-untyped-call]
+            abort_on_close(sock)
+            return sock
+
+    return AbortingConnection

@@ -30,6 +30,7 @@ COMMON_OPTIONS: dict[str, type] = {
     "reconnect_min": float,
     "reconnect_max": float,
     "connect_timeout": float,
+    "commit_timeout": float,
     "close_timeout": float,
 }
 
