@@ -33,7 +33,9 @@ class _Quiet:
         pass
 
 
-def parse_listen(text: str, default_port: int = DEFAULT_METRICS_PORT) -> tuple[str, int]:
+def parse_listen(
+    text: str, default_port: int = DEFAULT_METRICS_PORT, option: str = "--metrics"
+) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` (loopback) or ``PORT`` into an address; loopback by default."""
     text = text.strip()
     if text.isdigit():
@@ -43,7 +45,7 @@ def parse_listen(text: str, default_port: int = DEFAULT_METRICS_PORT) -> tuple[s
     try:
         return parse_server_address(text, default_port)
     except ConfigError as exc:
-        raise ConfigError(f"--metrics: {exc}") from None
+        raise ConfigError(f"{option}: {exc}") from None
 
 
 def serve_metrics(

@@ -2,7 +2,8 @@
 
 Blocking sockets from the stdlib ``socket`` module, looked up at call time: in plain threads they
 block the thread; in a gevent program (the worker runtime patches the process) they cooperate.
-Socket errors are mapped to :class:`GearpyConnectionError` here, in one place, keeping the cause.
+Socket errors are mapped onto gearpy's exception tree here, in one place (:func:`map_socket_errors`),
+keeping the cause; :func:`enable_keepalive` is the one TCP keepalive set-up (server, worker).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import random
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from gearpy.config import parse_server_address
 from gearpy.errors import (
@@ -28,6 +30,76 @@ RECV_SIZE = 256 * 1024
 #: Seconds a failed send may spend reading what the server said before it closed (its ERROR is
 #: normally in our receive buffer already; this only bounds a peer that went quiet).
 LAST_WORDS_TIMEOUT = 2.0
+#: TCP keepalive of client-side connections (worker → server): probe after 60 s idle, every 10 s,
+#: give up after 6 unanswered probes, so a vanished server is noticed within about two minutes.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 6
+
+
+@contextmanager
+def map_socket_errors(
+    failure: str,
+    *,
+    timeout: str | None = None,
+    close: Callable[[], object] | None = None,
+    close_on_timeout: bool = True,
+) -> Iterator[None]:
+    """Translate the socket errors raised inside the block into gearpy's exception tree.
+
+    Modelled on httpcore's ``map_exceptions``: one place decides what a socket error means to a caller.
+
+    * a timeout → :class:`GearpyTimeoutError` with the text ``timeout`` when it is given (the
+      operation may be retried), else a connection error like any other;
+    * any other ``OSError`` (``ssl.SSLError`` included) → :class:`GearpyConnectionError`
+      ``"<failure>: <reason>"``, keeping the original as ``__cause__``.
+
+    ``close`` is called before raising, to drop a connection that cannot be used any more; with
+    ``close_on_timeout=False`` a timeout leaves the connection open (its framing is intact).
+    """
+    try:
+        yield
+    except TimeoutError as exc:
+        if close is not None and (close_on_timeout or timeout is None):
+            close()
+        if timeout is not None:
+            raise GearpyTimeoutError(timeout) from exc
+        raise GearpyConnectionError(f"{failure}: {_reason(exc)}") from exc
+    except OSError as exc:
+        if close is not None:
+            close()
+        raise GearpyConnectionError(f"{failure}: {_reason(exc)}") from exc
+
+
+def enable_keepalive(
+    sock: socket.socket,
+    idle: int = KEEPALIVE_IDLE,
+    interval: int = KEEPALIVE_INTERVAL,
+    count: int = KEEPALIVE_COUNT,
+) -> None:
+    """Turn on TCP keepalive, so a peer that vanished without a FIN/RST is noticed.
+
+    ``idle``/``interval`` are seconds, ``count`` unanswered probes; a value <= 0, or an option the
+    platform lacks (these are Linux names), keeps the system default. When all three are set,
+    TCP_USER_TIMEOUT gets the same budget, ``(idle + interval * count)`` seconds: keepalive never
+    fires while sent data waits for an acknowledgement, so without it a peer that vanished while we
+    were writing would be noticed only after the kernel's retransmissions (about 15 minutes).
+    Errors are ignored: a socket without keepalive still works, it only notices a dead peer later.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    user_timeout_ms = (idle + interval * count) * 1000 if min(idle, interval, count) > 0 else 0
+    options = (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", count),
+        ("TCP_USER_TIMEOUT", user_timeout_ms),
+    )
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in options:
+            if value > 0 and hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError:
+        pass
 
 
 class Backoff:
@@ -65,12 +137,14 @@ class PacketConnection:
         connect_timeout: float | None = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        keepalive: bool = False,
         max_packet_size: int | None = None,
     ) -> None:
         if isinstance(address, str):
             address = parse_server_address(address, DEFAULT_PORT)
         self.host, self.port = address
         self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname or self.host
         self.sock: socket.socket | None = None
@@ -83,16 +157,14 @@ class PacketConnection:
         return f"{self.host}:{self.port}"
 
     def connect(self) -> None:
-        """Open the connection (TCP_NODELAY on, as every Gearman exchange is small)."""
+        """Open the connection (TCP_NODELAY on, as every Gearman exchange is small; keepalive if asked)."""
         self.close()
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.ssl_context is not None:
-                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
-            sock.settimeout(None)
-        except (OSError, ssl.SSLError) as exc:
-            raise GearpyConnectionError(f"cannot connect to {self.name}: {_reason(exc)}") from exc
+        sock = connect_tcp(
+            (self.host, self.port), self.connect_timeout, self.ssl_context, self.server_hostname
+        )
+        if self.keepalive:
+            enable_keepalive(sock)
+        sock.settimeout(None)
         self.sock = sock
         self.decoder = Decoder(allow_admin=False)
 
@@ -119,15 +191,20 @@ class PacketConnection:
         if self.sock is None:
             raise GearpyConnectionError(f"not connected to {self.name}")
         check_packets(data, self.max_packet_size)
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            error = self._last_error()
+        with map_socket_errors(f"connection to {self.name} lost", close=self.close):
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                self._raise_refusal(exc)
+                raise
+
+    def _raise_refusal(self, exc: OSError) -> None:
+        """After a failed write: raise the ERROR the server sent before it closed, if there is one."""
+        error = self._last_error()
+        if error is not None:
             self.close()
-            if error is not None:
-                code, text = (a.decode("utf-8", "replace") for a in error.args)
-                raise RefusedByServer(self.name, code, text) from exc
-            raise GearpyConnectionError(f"connection to {self.name} lost: {_reason(exc)}") from exc
+            code, text = (a.decode("utf-8", "replace") for a in error.args)
+            raise RefusedByServer(self.name, code, text) from exc
 
     def _last_error(self) -> Packet | None:
         """After a failed write: the ERROR the server sent before closing, if it is still readable.
@@ -175,14 +252,14 @@ class PacketConnection:
     def _fill(self, timeout: float | None) -> None:
         if self.sock is None:
             raise GearpyConnectionError(f"not connected to {self.name}")
-        try:
+        with map_socket_errors(
+            f"connection to {self.name} lost",
+            timeout=f"no answer from {self.name} within {timeout} s",
+            close=self.close,
+            close_on_timeout=False,
+        ):
             self.sock.settimeout(timeout)
             data = self.sock.recv(RECV_SIZE)
-        except TimeoutError as exc:
-            raise GearpyTimeoutError(f"no answer from {self.name} within {timeout} s") from exc
-        except OSError as exc:
-            self.close()
-            raise GearpyConnectionError(f"connection to {self.name} lost: {_reason(exc)}") from exc
         if not data:
             self.close()
             raise GearpyConnectionError(f"connection to {self.name} closed by the server")
@@ -199,21 +276,25 @@ def connect_tcp(
     address: str | tuple[str, int],
     timeout: float | None = 5.0,
     ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> socket.socket:
-    """Open a TCP socket (TCP_NODELAY on, TLS when a context is given) for the admin protocol.
+    """Open a TCP socket (TCP_NODELAY on, TLS when a context is given): the one connect of gearpy's
+    clients and workers, binary and admin protocol alike.
 
-    Errors map to :class:`GearpyConnectionError` with the same wording as :class:`PacketConnection`.
+    Errors map to :class:`GearpyConnectionError` ``cannot connect to HOST:PORT: reason``.
     """
     if isinstance(address, str):
         address = parse_server_address(address, DEFAULT_PORT)
     host, port = address
-    try:
+    with map_socket_errors(f"cannot connect to {host}:{port}"):
         sock = socket.create_connection((host, port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if ssl_context is not None:
-            sock = ssl_context.wrap_socket(sock, server_hostname=host)
-    except (OSError, ssl.SSLError) as exc:
-        raise GearpyConnectionError(f"cannot connect to {host}:{port}: {_reason(exc)}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_context is not None:
+                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or host)
+        except BaseException:
+            sock.close()
+            raise
     return sock
 
 

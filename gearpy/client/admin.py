@@ -9,12 +9,12 @@ holding a single ``.``; the other commands answer one line, ``OK [value]`` or ``
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass
-from typing import Any
 
 from gearpy.config import parse_server_address
-from gearpy.errors import GearpyConnectionError, GearpyTimeoutError, ServerError
-from gearpy.transport import DEFAULT_PORT, connect_tcp
+from gearpy.errors import GearpyConnectionError, ServerError
+from gearpy.transport import DEFAULT_PORT, connect_tcp, map_socket_errors
 
 #: Refuse replies above this size rather than buffer a misbehaving peer forever.
 MAX_REPLY = 64 * 1024 * 1024
@@ -72,7 +72,11 @@ class Admin:
     """A connection to one server's admin protocol. Use as a context manager or :meth:`close`."""
 
     def __init__(
-        self, server: str = "127.0.0.1:4730", *, timeout: float | None = 10.0, ssl_context: Any = None
+        self,
+        server: str = "127.0.0.1:4730",
+        *,
+        timeout: float | None = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = parse_server_address(server, DEFAULT_PORT)
         self.timeout = timeout
@@ -103,11 +107,8 @@ class Admin:
             self._sock = connect_tcp((self.host, self.port), self.timeout, self.ssl_context)
             self._sock.settimeout(self.timeout)
             self._buf = b""
-        try:
+        with map_socket_errors(f"connection to {self.address} lost", close=self.close):
             self._sock.sendall(line.encode("utf-8") + b"\n")
-        except OSError as exc:
-            self.close()
-            raise GearpyConnectionError(f"connection to {self.address} lost: {exc}") from exc
 
     def _line(self) -> str:
         assert self._sock is not None
@@ -115,14 +116,12 @@ class Admin:
             if len(self._buf) > MAX_REPLY:
                 self.close()
                 raise GearpyConnectionError(f"{self.address} sent an overlong admin reply")
-            try:
+            with map_socket_errors(
+                f"connection to {self.address} lost",
+                timeout=f"no admin reply from {self.address} in time",
+                close=self.close,  # a late reply would answer the next command: start afresh
+            ):
                 data = self._sock.recv(65536)
-            except TimeoutError as exc:
-                self.close()
-                raise GearpyTimeoutError(f"no admin reply from {self.address} in time") from exc
-            except OSError as exc:
-                self.close()
-                raise GearpyConnectionError(f"connection to {self.address} lost: {exc}") from exc
             if not data:
                 self.close()
                 raise GearpyConnectionError(f"connection to {self.address} closed by the server")
@@ -133,7 +132,7 @@ class Admin:
     def listing(self, command: str) -> list[str]:
         """Send a listing command; return its lines without the final ``.``."""
         self._send(command)
-        lines = []
+        lines: list[str] = []
         while True:
             line = self._line()
             if line == ".":

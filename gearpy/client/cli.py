@@ -192,13 +192,13 @@ def _batch(
     with click.progressbar(jobs, label="jobs", file=sys.stderr) as bar:
         for job in bar:
             results.append(_outcome(job, timeout))
-            failed += results[-1]["state"] != "complete"
+            failed += results[-1]["state"] not in ("complete", "submitted")
     client.close()
     if obj.as_json:
         _out_json(results)
     else:
         for i, r in enumerate(results, 1):
-            if r["state"] == "complete":
+            if r["state"] in ("complete", "submitted"):
                 click.echo(r["handle"] if opts["background"] else r["result"])
             else:
                 _fail(f"line {i}: {r['error']}")
@@ -208,11 +208,11 @@ def _batch(
 def _outcome(job: Job, timeout: float | None) -> dict[str, Any]:
     if job.background:
         err = job.exception(timeout)
-        return {"handle": job.handle, "state": job.state, "error": str(err) if err else None}
+        return {"handle": job.handle, "state": job.state.value, "error": str(err) if err else None}
     try:
         return {"handle": job.handle, "state": "complete", "result": _text(job.result(timeout))}
     except GearpyError as exc:
-        return {"handle": job.handle, "state": job.state, "error": str(exc)}
+        return {"handle": job.handle, "state": job.state.value, "error": str(exc)}
 
 
 def _each_admin(obj: Ctx, fn: Callable[[Admin], Any]) -> list[tuple[str, Any]]:

@@ -18,18 +18,21 @@ child notices the new pid and opens its own connections instead of sharing the p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import itertools
 import os
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from gearpy.client.config import ClientConfig, load_config
 from gearpy.client.connection import ServerConnection, remaining
-from gearpy.client.job import Callback, Job, JobStatus, UniqueStatus, parse_status_unique
+from gearpy.client.job import Callback, Job, JobState, JobTracker
+from gearpy.client.status import StatusReply, UniqueStatusReply, parse_status_unique
 from gearpy.codecs import Codec, get_codec
 from gearpy.config import parse_server_address
 from gearpy.errors import GearpyConnectionError, GearpyError, GearpyTimeoutError, OutcomeUnknownTimeout
@@ -38,7 +41,18 @@ from gearpy.packetlimit import check_packets
 from gearpy.protocol import PacketType, encode_request
 from gearpy.transport import client_ssl_context
 
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
 T = PacketType
+
+#: A job's priority on the server.
+Priority = Literal["normal", "high", "low"]
+#: When a scheduled background job runs: a datetime (naive = local time) or epoch seconds.
+When = _dt.datetime | float
 
 #: (priority, background) -> submit packet type.
 SUBMIT_TYPES = {
@@ -50,6 +64,27 @@ SUBMIT_TYPES = {
     ("low", True): T.SUBMIT_JOB_LOW_BG,
 }
 PRIORITIES = ("normal", "high", "low")
+
+
+class SubmitOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`Client.submit`, as :meth:`Client.submit_many` takes them."""
+
+    background: bool
+    priority: Priority
+    unique: str | bytes | None
+    key: str | None
+    when: When | None
+    codec: str | Codec | None
+    on_data: Callback | None
+    on_warning: Callback | None
+    on_progress: Callback | None
+
+
+class SubmitRequest(SubmitOptions, total=False):
+    """One job of :meth:`Client.submit_many` given as a dict: ``function`` and ``payload`` plus options."""
+
+    function: str
+    payload: Any
 
 
 def _to_bytes(value: str | bytes | None) -> bytes:
@@ -93,21 +128,18 @@ class Client:
     ) -> None:
         if isinstance(servers, str):
             servers = [s for s in servers.split(",") if s.strip()]
+        overrides: dict[str, Any] = {
+            "servers": list(servers) if servers else None,
+            "workers_key": key,
+            "timeout": timeout,
+            "connect_timeout": connect_timeout,
+            "codec": codec if isinstance(codec, str) else None,
+        }
         if config is None:
-            config = load_config(
-                config_file,
-                servers=list(servers) if servers else None,
-                workers_key=key,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                codec=codec if isinstance(codec, str) else None,
-            )
+            config = load_config(config_file, **overrides)
         else:
-            overrides = {"servers": list(servers) if servers else None, "workers_key": key}
-            overrides.update(timeout=timeout, connect_timeout=connect_timeout)
-            for name, value in overrides.items():
-                if value is not None:
-                    setattr(config, name, value)
+            # A copy: the caller's config object may be shared (other clients, a web app's settings).
+            config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if not config.servers:
             raise GearpyError("no Gearman server configured")
         self.config = config
@@ -168,31 +200,27 @@ class Client:
         payload: Any = b"",
         *,
         background: bool = False,
-        priority: str = "normal",
+        priority: Priority = "normal",
         unique: str | bytes | None = None,
         key: str | None = None,
-        when: _dt.datetime | float | None = None,
+        when: When | None = None,
         codec: str | Codec | None = None,
         on_data: Callback | None = None,
         on_warning: Callback | None = None,
         on_progress: Callback | None = None,
-    ) -> tuple[Job, bytes]:
+    ) -> tuple[Job, JobTracker, bytes]:
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
         cdc = self.codec if codec is None else get_codec(codec)
         wire = apply_key(function, self.config.workers_key if key is None else key)
         uniq = _to_bytes(unique)
         data = cdc.encode(payload)
-        callbacks = {"data": [on_data], "warning": [on_warning], "progress": [on_progress]}
-        job = Job(
-            function if isinstance(function, str) else function.decode("utf-8", "replace"),
-            wire,
-            uniq,
-            data,
-            background=background,
-            codec=cdc,
-            callbacks={k: [f for f in v if f is not None] for k, v in callbacks.items()},
-        )
+        tracker = JobTracker(background=background, codec=cdc)
+        for kind, fn in (("data", on_data), ("warning", on_warning), ("progress", on_progress)):
+            if fn is not None:
+                tracker.callbacks[kind].append(fn)
+        name = function if isinstance(function, str) else bytes(function).decode("utf-8", "replace")
+        job = Job(tracker, name, wire, uniq, data)
         if when is not None:
             # SUBMIT_JOB_EPOCH is background-only, normal priority, in every server.
             if not background or priority != "normal":
@@ -201,64 +229,105 @@ class Client:
         else:
             packet = encode_request(SUBMIT_TYPES[priority, background], wire, uniq, data)
         check_packets(packet, self.config.max_packet_size)
-        return job, packet
+        return job, tracker, packet
 
     def submit(
-        self, function: str, payload: Any = b"", *, timeout: float | None = None, **options: Any
+        self,
+        function: str,
+        payload: Any = b"",
+        *,
+        background: bool = False,
+        priority: Priority = "normal",
+        unique: str | bytes | None = None,
+        key: str | None = None,
+        when: When | None = None,
+        codec: str | Codec | None = None,
+        on_data: Callback | None = None,
+        on_warning: Callback | None = None,
+        on_progress: Callback | None = None,
+        timeout: float | None = None,
     ) -> Job:
         """Submit one job and return its :class:`Job` once the server created it (JOB_CREATED).
 
-        Does not wait for the result: call ``job.result(timeout)``. Options: ``background``,
-        ``priority`` (normal/high/low), ``unique``, ``key`` (workers key; default from config),
-        ``when`` (datetime or epoch seconds; background only), ``codec``, and callbacks
-        ``on_data``/``on_warning``/``on_progress``. A refused submit raises
-        :class:`~gearpy.errors.ServerError`; no reachable server, :class:`GearpyConnectionError`.
+        Never waits for the result: call ``job.result(timeout)`` (a foreground job) or follow
+        ``job.status()`` (a background job, state ``submitted``).
+
+        * ``background`` — the server runs the job without this client; nobody gets its result.
+        * ``priority`` — ``normal``, ``high`` or ``low``.
+        * ``unique`` — jobs with the same unique coalesce on the server (and pick the same server).
+        * ``key`` — the workers key prefixed to the function (default: the config's).
+        * ``when`` — run at this time (datetime or epoch seconds); background, normal priority only.
+        * ``codec`` — encodes the payload and decodes the result (default: the client's).
+        * ``on_data`` / ``on_warning`` / ``on_progress`` — called with each :class:`JobEvent`.
+        * ``timeout`` — seconds to wait for JOB_CREATED (default: the config's ``timeout``).
+
+        A refused submit raises :class:`~gearpy.errors.ServerError`; no reachable server,
+        :class:`~gearpy.errors.GearpyConnectionError`.
         """
-        job = self.submit_many([dict(options, function=function, payload=payload)], timeout=timeout)[0]
-        if job.state == "error" and job._error is not None:
-            raise job._error
+        job, tracker, packet = self._build(
+            function,
+            payload,
+            background=background,
+            priority=priority,
+            unique=unique,
+            key=key,
+            when=when,
+            codec=codec,
+            on_data=on_data,
+            on_warning=on_warning,
+            on_progress=on_progress,
+        )
+        self._send_all([(tracker, packet, self.server_order(job.unique))], self._deadline(timeout))
+        if tracker.state is JobState.ERROR and tracker.error is not None:
+            raise tracker.error
         return job
 
     def submit_many(
         self,
-        requests: Iterable[Mapping[str, Any] | tuple[str, Any]],
+        requests: Iterable[SubmitRequest | tuple[str, Any]],
         *,
         timeout: float | None = None,
-        **defaults: Any,
+        **defaults: Unpack[SubmitOptions],
     ) -> list[Job]:
         """Submit many jobs pipelined: one write per server, then all JOB_CREATED replies are read.
 
         Each request is a ``(function, payload)`` tuple or a dict of :meth:`submit`'s arguments;
-        ``defaults`` apply to every request. Returns the jobs in request order. A job the server
-        refused ends in state ``error`` (its ``result()`` raises the ServerError) instead of
-        failing the whole batch.
+        ``defaults`` (any option of :meth:`submit`) apply to every request. Returns the jobs in
+        request order. A job the server refused ends in state ``error`` (its ``result()`` raises the
+        ServerError) instead of failing the whole batch.
         """
-        deadline = self._deadline(timeout)
-        built: list[tuple[Job, bytes, list[str]]] = []
+        built: list[Job] = []
+        todo: list[tuple[JobTracker, bytes, list[str]]] = []
         for req in requests:
-            spec = dict(defaults)
+            spec: dict[str, Any] = dict(defaults)
             if isinstance(req, Mapping):  # a None in a request is "not given": the default stands
                 spec.update({k: v for k, v in req.items() if v is not None})
             else:
                 spec["function"], spec["payload"] = req
-            job, packet = self._build(spec.pop("function"), spec.pop("payload", b""), **spec)
-            built.append((job, packet, self.server_order(job.unique)))
-        todo = built
+            job, tracker, packet = self._build(spec.pop("function"), spec.pop("payload", b""), **spec)
+            built.append(job)
+            todo.append((tracker, packet, self.server_order(job.unique)))
+        self._send_all(todo, self._deadline(timeout))
+        return built
+
+    def _send_all(self, todo: list[tuple[JobTracker, bytes, list[str]]], deadline: float | None) -> None:
+        """Send each job to the first server of its order; move the ones whose connection was lost
+        before JOB_CREATED to the next server, until every job is settled."""
         errors: dict[str, GearpyConnectionError] = {}
         while todo:
-            groups: dict[str, list[tuple[Job, bytes, list[str]]]] = {}
+            groups: dict[str, list[tuple[JobTracker, bytes, list[str]]]] = {}
             for item in todo:
                 groups.setdefault(item[2][0], []).append(item)
-            retry: list[tuple[Job, bytes, list[str]]] = []
-            sent: list[tuple[ServerConnection, list[tuple[Job, bytes, list[str]]]]] = []
+            retry: list[tuple[JobTracker, bytes, list[str]]] = []
+            sent: list[tuple[ServerConnection, list[tuple[JobTracker, bytes, list[str]]]]] = []
             for server, items in groups.items():
                 conn = self.connection(server)
-                for job, _, _ in items:
-                    job._attach(conn)
-                foreground = any(not job.background for job, _, _ in items)
+                for tracker, _, _ in items:
+                    tracker.attach(conn)
+                foreground = any(not tracker.background for tracker, _, _ in items)
                 try:
                     data = b"".join(p for _, p, _ in items)
-                    conn.send(data, [j for j, _, _ in items], exceptions=foreground)
+                    conn.send(data, [t for t, _, _ in items], exceptions=foreground)
                 except GearpyConnectionError as exc:
                     errors[server] = exc
                     retry.extend(items)
@@ -266,23 +335,22 @@ class Client:
                 sent.append((conn, items))
             for conn, items in sent:
                 for item in items:
-                    job = item[0]
-                    _wait_created(conn, job, deadline)
-                    if job._lost_before_created is not None:
-                        errors[conn.address] = job._lost_before_created
+                    tracker = item[0]
+                    _wait_created(conn, tracker, deadline)
+                    if tracker.lost_before_created is not None:
+                        errors[conn.address] = tracker.lost_before_created
                         retry.append(item)
             todo = []
-            for job, packet, order in retry:
+            for tracker, packet, order in retry:
                 if len(order) == 1:
-                    raise _no_server(errors, job)
-                todo.append((job, packet, order[1:]))
-        return [job for job, _, _ in built]
+                    raise _no_server(errors)
+                todo.append((tracker, packet, order[1:]))
 
     # ----- status -------------------------------------------------------------------------------
-    def status(self, handle: str, *, timeout: float | None = 10.0) -> JobStatus:
+    def status(self, handle: str, *, timeout: float | None = 10.0) -> StatusReply:
         """GET_STATUS on every server until one knows the handle (handles do not name their server)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        last: JobStatus | None = None
+        last: StatusReply | None = None
         errors: dict[str, GearpyConnectionError] = {}
         for server in self.servers:
             try:
@@ -297,7 +365,7 @@ class Client:
             raise _no_server(errors)
         return last
 
-    def status_unique(self, unique: str | bytes, *, timeout: float | None = 10.0) -> UniqueStatus:
+    def status_unique(self, unique: str | bytes, *, timeout: float | None = 10.0) -> UniqueStatusReply:
         """GET_STATUS_UNIQUE on the server that ``unique`` hashes to (failing over like submit)."""
         uniq = _to_bytes(unique)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -325,14 +393,14 @@ class Client:
         return elapsed
 
 
-def _wait_created(conn: ServerConnection, job: Job, deadline: float | None) -> None:
+def _wait_created(conn: ServerConnection, tracker: JobTracker, deadline: float | None) -> None:
     """Wait for the server's answer to a submit; a timeout leaves the outcome unknown.
 
     The connection is then closed: its peer is silent (a partition, a stuck server), and a fresh
     connection lets the next submit fail over instead of waiting behind it.
     """
     try:
-        conn.wait(lambda: job.created or job.done or job._lost_before_created is not None, deadline)
+        tracker.wait_settled(deadline)
     except GearpyTimeoutError:
         conn.close()
         raise OutcomeUnknownTimeout(
@@ -341,11 +409,62 @@ def _wait_created(conn: ServerConnection, job: Job, deadline: float | None) -> N
         ) from None
 
 
-def _no_server(errors: Mapping[str, GearpyConnectionError], job: Job | None = None) -> GearpyConnectionError:
+def _no_server(errors: Mapping[str, GearpyConnectionError]) -> GearpyConnectionError:
     if len(errors) == 1:
         return next(iter(errors.values()))
     detail = "; ".join(f"{s}: {e}" for s, e in errors.items())
     return GearpyConnectionError(f"no Gearman server reachable ({detail})")
+
+
+@overload
+def submit(
+    function: str,
+    payload: Any = ...,
+    *,
+    background: Literal[False] = ...,
+    priority: Priority = ...,
+    unique: str | bytes | None = ...,
+    key: str | None = ...,
+    when: None = ...,
+    servers: Sequence[str] | str | None = ...,
+    timeout: float | None = ...,
+    codec: str | Codec | None = ...,
+    config_file: str | os.PathLike[str] | None = ...,
+) -> Any: ...
+
+
+@overload
+def submit(
+    function: str,
+    payload: Any = ...,
+    *,
+    background: Literal[True],
+    priority: Priority = ...,
+    unique: str | bytes | None = ...,
+    key: str | None = ...,
+    when: When | None = ...,
+    servers: Sequence[str] | str | None = ...,
+    timeout: float | None = ...,
+    codec: str | Codec | None = ...,
+    config_file: str | os.PathLike[str] | None = ...,
+) -> str: ...
+
+
+@overload
+def submit(
+    function: str,
+    payload: Any = ...,
+    *,
+    background: bool,
+    priority: Priority = ...,
+    unique: str | bytes | None = ...,
+    key: str | None = ...,
+    when: When | None = ...,
+    servers: Sequence[str] | str | None = ...,
+    timeout: float | None = ...,
+    codec: str | Codec | None = ...,
+    config_file: str | os.PathLike[str] | None = ...,
+) -> Any: ...
 
 
 def submit(
@@ -353,24 +472,28 @@ def submit(
     payload: Any = b"",
     *,
     background: bool = False,
-    priority: str = "normal",
+    priority: Priority = "normal",
     unique: str | bytes | None = None,
     key: str | None = None,
-    when: _dt.datetime | float | None = None,
+    when: When | None = None,
     servers: Sequence[str] | str | None = None,
     timeout: float | None = None,
     codec: str | Codec | None = None,
     config_file: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """Submit one job and, for a foreground job, wait for its result.
+    """Submit one job and return what the server can tell about it once it is over for this call.
 
-    Returns the decoded result (foreground) or the job handle (background). Raises
-    :class:`~gearpy.errors.JobFailed`, :class:`~gearpy.errors.JobException` (``.payload``),
-    :class:`~gearpy.errors.JobOutcomeUnknown` or :class:`~gearpy.errors.GearpyTimeoutError`;
-    ``timeout`` bounds the whole call; when it expires the outcome is unknown (the connection is
-    closed, so the job may or may not run) and :class:`~gearpy.errors.OutcomeUnknownTimeout`
-    (a :class:`JobOutcomeUnknown` and a :class:`GearpyTimeoutError`) is raised. Opens and closes
-    its own connection: use a :class:`Client` to submit many jobs.
+    The rule: a foreground job returns its **result** (decoded with ``codec``; bytes with the
+    default raw codec), a background job returns its **handle** (``str``, for
+    ``Client.status()``), because nobody gets a background job's result.
+
+    Raises :class:`~gearpy.errors.JobFailed`, :class:`~gearpy.errors.JobException` (``.payload``),
+    :class:`~gearpy.errors.JobOutcomeUnknown`, :class:`~gearpy.errors.ServerError` (refused) or
+    :class:`~gearpy.errors.GearpyConnectionError`. ``timeout`` bounds the whole call; when it
+    expires the outcome is unknown (the connection is closed, so the job may or may not run) and
+    :class:`~gearpy.errors.OutcomeUnknownTimeout` (a :class:`JobOutcomeUnknown` and a
+    :class:`GearpyTimeoutError`) is raised. Opens and closes its own connection: use a
+    :class:`Client` to submit many jobs.
     """
     with Client(servers, key=key, codec=codec, timeout=timeout, config_file=config_file) as client:
         deadline = client._deadline(timeout)
@@ -384,6 +507,7 @@ def submit(
             timeout=remaining(deadline),
         )
         if background:
+            assert job.handle is not None  # submit() returns once the server created the job
             return job.handle
         try:
             return job.result(remaining(deadline))

@@ -24,7 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from gearpy.client.job import Callback, Job, JobEvent, JobStatus, parse_status
+from gearpy.client.job import Callback, JobEvent
+from gearpy.client.status import StatusReply, parse_status
 from gearpy.errors import (
     GearpyConnectionError,
     GearpyError,
@@ -48,9 +49,23 @@ TERMINAL_TYPES = frozenset({T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION})
 
 
 class ReplyEntry(Protocol):
-    def on_reply(self, conn: ServerConnection, packet: Packet) -> None: ...
+    """Waits for the in-order reply to one request (a submit's JOB_CREATED, STATUS_RES, ...)."""
 
-    def on_lost(self, exc: GearpyConnectionError) -> None: ...
+    def on_reply(self, conn: ServerConnection, packet: Packet) -> None:
+        """Called with the connection's lock held."""
+
+    def on_lost(self, exc: GearpyConnectionError) -> None:
+        """The connection died before the reply came."""
+
+
+class WorkListener(Protocol):
+    """Receives the WORK_* packets of a created foreground job (a :class:`~gearpy.client.job.JobTracker`)."""
+
+    def on_work(self, packet: Packet) -> list[tuple[Callback, JobEvent]]:
+        """Apply the packet (lock held); return the event callbacks to run once it is released."""
+
+    def on_unknown(self, exc: GearpyConnectionError) -> None:
+        """The connection died while the job ran: its outcome is unknown."""
 
 
 class Pending:
@@ -105,7 +120,7 @@ class ServerConnection:
         self._send_lock = threading.Lock()
         self._pconn: PacketConnection | None = None
         self._fifo: deque[ReplyEntry] = deque()
-        self._jobs: dict[bytes, list[Job]] = {}
+        self._jobs: dict[bytes, list[WorkListener]] = {}
         self._reading = False
         self._exceptions = False
 
@@ -159,12 +174,12 @@ class ServerConnection:
         assert entry.packet is not None
         return entry.packet
 
-    def get_status(self, handle: str, timeout: float | None) -> JobStatus:
+    def get_status(self, handle: str, timeout: float | None) -> StatusReply:
         deadline = None if timeout is None else time.monotonic() + timeout
         packet = self.call(encode_request(T.GET_STATUS, handle.encode("utf-8")), T.STATUS_RES, deadline)
         return parse_status(packet)
 
-    def register(self, handle: bytes, job: Job) -> None:
+    def register(self, handle: bytes, job: WorkListener) -> None:
         """Called (lock held) on JOB_CREATED of a foreground job: route its WORK_* packets to it.
 
         Several jobs may share a handle when the server coalesced them on their unique id.

@@ -95,6 +95,6 @@ def render(snap: Snapshot, previous: Snapshot | None = None, width: int = 120) -
     return "\n".join(line[:width] for line in lines)
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -167,6 +167,20 @@ def _gearmand_queue_options(f: _F) -> _F:
     type=int,
     help="Functions with their own /metrics series; the rest are summed as '__other__'. [500]",
 )
+@click.option(
+    "--http",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve the web dashboard and JSON API here (opt-in), e.g. 127.0.0.1:8470.",
+)
+@click.option("--http-auth-file", default=None, help="Dashboard users and tokens (YAML); see the guide.")
+@click.option(
+    "--http-peers", default=None, metavar="HOST:PORT,...", help="Other servers shown on the fleet page."
+)
+@click.option("--http-max-connections", default=None, type=int, help="HTTP connections at once. [64]")
+@click.option(
+    "--http-request-timeout", default=None, type=float, help="Seconds to send an HTTP request. [10]"
+)
 @click.option("--ssl", is_flag=True, default=None, help="TLS on the Gearman port.")
 @click.option("--ssl-certificate", default=None, help="Server certificate (PEM).")
 @click.option("--ssl-key", default=None, help="Server private key (PEM).")
@@ -257,6 +271,10 @@ def command(
             _check_acl(cfg)
         if syslog:
             compat.add_syslog()
+        if cfg.http:
+            from gearpy.server.http import Dashboard
+
+            Dashboard(cfg)  # refuses a non-loopback address without credentials, a bad auth file
         store = open_store(cfg.queue, table=cfg.queue_table)
     except (ConfigError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None

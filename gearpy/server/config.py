@@ -115,3 +115,16 @@ class ServerConfig:
     #: checked at start. It, not ``admin_allow``, controls the binary protocol; use it with
     #: ``ssl_ca_file`` (without certificates every peer gets its ``*`` entry).
     acl_file: str | None = None
+    #: Serve the web dashboard, the JSON API (/api/v1/), /metrics and /healthz on HOST:PORT (opt-in;
+    #: e.g. 127.0.0.1:8470). A non-loopback address needs ``http_auth_file``. HTTPS when ``ssl`` is on.
+    http: str | None = None
+    #: YAML file of dashboard users (salted scrypt hashes) and bearer tokens, each with a role
+    #: (``read`` or ``admin``); create entries with ``python -m gearpy.server.http.auth``.
+    http_auth_file: str | None = None
+    #: Other job servers (gearpy or gearmand) shown on the dashboard's fleet page: HOST:PORT,...
+    http_peers: list[str] = field(default_factory=list)
+    #: Most HTTP connections served at once; further ones wait in the listen backlog.
+    http_max_connections: int = 64
+    #: Seconds an HTTP client may take to send a request's headers, or its body; also the idle
+    #: keep-alive limit (no half-sent request holds a connection longer).
+    http_request_timeout: float = 10.0

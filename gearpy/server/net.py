@@ -31,12 +31,14 @@ from gearpy.protocol import AdminCommand, Decoder, Packet, PacketTooLarge
 from gearpy.server.acl import AdminPolicy, FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, ServerCore
-from gearpy.server.interfaces import TimerHandle
+from gearpy.server.http import Dashboard
+from gearpy.server.interfaces import Observer, TimerHandle
 from gearpy.server.metrics import ServerMetrics
 from gearpy.server.refusals import RateLimitedLog
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
 from gearpy.server.tls import make_server_ssl_context, peer_subject
+from gearpy.transport import enable_keepalive
 
 log = logging.getLogger("gearpy.server")
 
@@ -103,8 +105,15 @@ class GearServer:
         self.cfg = cfg
         self.scheduler = GeventScheduler(self.flush)
         store = store or MemoryStore()
+        #: the web dashboard (``http`` set), configured first so that a bad setting stops the start
+        self.dashboard: Dashboard | None = Dashboard(cfg) if cfg.http else None
         #: Prometheus metrics (``metrics`` listen address set), served once :meth:`start` runs
         self.metrics = ServerMetrics(time.time, cfg.metrics_max_functions) if cfg.metrics else None
+        # The dashboard counts jobs and shows their ages: a call per job. Prometheus' per-job
+        # counters and histograms cost much more and come only with --metrics.
+        observer: Observer | None = self.metrics
+        if self.dashboard is not None:
+            observer = self.dashboard.observe(self.metrics)
         self.core = ServerCore(
             scheduler=self.scheduler,
             store=store,
@@ -115,7 +124,7 @@ class GearServer:
             version=__version__,
             verbose=cfg.verbose.upper(),
             clock=time.time,
-            observer=self.metrics,
+            observer=observer,
             max_queued_bytes=cfg.max_queued_bytes,
             max_jobs_per_connection=cfg.max_jobs_per_connection,
             max_function_name=cfg.max_function_name,
@@ -130,6 +139,10 @@ class GearServer:
             store.watch_commits(self.metrics.store_committed)
         self.ssl_context = make_server_ssl_context(cfg) if cfg.ssl else None
         self._metrics_server: Any = None
+        #: when the server started (the dashboard shows its uptime)
+        self.started_at = time.time()
+        #: output callbacks of connections without a socket (the dashboard's submits), by id
+        self.socketless: dict[int, Callable[[], None]] = {}
         self.links: dict[int, _Link] = {}
         self.listeners: list[socket.socket] = []
         self._acceptors: list[gevent.Greenlet] = []
@@ -204,6 +217,8 @@ class GearServer:
             )
         if self.metrics is not None and self.cfg.metrics:
             self._start_metrics(self.metrics, self.cfg.metrics)
+        if self.dashboard is not None:
+            self.dashboard.start(self)
 
     def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:
         """Serve /metrics and /healthz (opt-in)."""
@@ -236,6 +251,8 @@ class GearServer:
         self._close_listeners()
         if self._metrics_server is not None:
             self._metrics_server.stop(timeout=1)
+        if self.dashboard is not None:
+            self.dashboard.stop()
         self.flush()
         for link in list(self.links.values()):
             self._close_link(link)
@@ -309,16 +326,9 @@ class GearServer:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # Keepalive with a matching TCP_USER_TIMEOUT: a silent peer is dropped within the budget.
             cfg = self.cfg
-            for opt, value in (
-                ("TCP_KEEPIDLE", cfg.keepalive_idle),
-                ("TCP_KEEPINTVL", cfg.keepalive_interval),
-                ("TCP_KEEPCNT", cfg.keepalive_count),
-                ("TCP_USER_TIMEOUT", _user_timeout_ms(cfg)),
-            ):
-                if value > 0 and hasattr(socket, opt):
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+            enable_keepalive(sock, cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count)
 
     # ---------------------------------------------------------------- one connection
 
@@ -523,6 +533,8 @@ class GearServer:
             conn = dirty.pop()
             link = self.links.get(conn.id)
             if link is None or link.closed:
+                if link is None and conn.id in self.socketless:
+                    self.socketless[conn.id]()
                 continue
             if link.resume is not None:
                 link.resume.set()  # the reader re-checks once this output is taken
@@ -594,14 +606,6 @@ class GearServer:
         link.writer = None
         if conn.closing:
             self._close_link(link)
-
-
-def _user_timeout_ms(cfg: ServerConfig) -> int:
-    """TCP_USER_TIMEOUT matching the keepalive budget, so unacknowledged output is given up as soon
-    as an idle silent peer would be (keepalive alone never fires while data is in flight)."""
-    if min(cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count) <= 0:
-        return 0
-    return (cfg.keepalive_idle + cfg.keepalive_interval * cfg.keepalive_count) * 1000
 
 
 class _PacketTimeout(Exception):

@@ -21,24 +21,31 @@ runtime imports ``socket`` and ``ssl``.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gearpy.worker.config import WorkerConfig, load_config
+    from gearpy.worker.hooks import Hook, WorkerControl, WorkerHook
     from gearpy.worker.job import JobContext
     from gearpy.worker.loader import TaskImportError, load_tasks
+    from gearpy.worker.recycle import Recycle
     from gearpy.worker.runtime import Worker
-    from gearpy.worker.tasks import Fail, JobFail, Task, TaskTimeout, task
+    from gearpy.worker.tasks import Fail, Outcome, Task, TaskTimeout, task
 
 __all__ = [
     "Fail",
+    "Hook",
     "JobContext",
-    "JobFail",
+    "Outcome",
+    "Recycle",
     "Task",
     "TaskImportError",
     "TaskTimeout",
     "Worker",
     "WorkerConfig",
+    "WorkerControl",
+    "WorkerHook",
     "load_config",
     "load_tasks",
     "task",
@@ -46,7 +53,11 @@ __all__ = [
 
 _WHERE = {
     "Fail": "tasks",
-    "JobFail": "tasks",
+    "Outcome": "tasks",
+    "Hook": "hooks",
+    "WorkerControl": "hooks",
+    "WorkerHook": "hooks",
+    "Recycle": "recycle",
     "Task": "tasks",
     "TaskTimeout": "tasks",
     "task": "tasks",
@@ -60,6 +71,13 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "JobFail":  # deprecated second name of Fail: warn at every use, never cache
+        warnings.warn(
+            "gearpy.worker.JobFail is deprecated; raise gearpy.worker.Fail (the same exception)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return __getattr__("Fail")
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'gearpy.worker' has no attribute {name!r}")

@@ -15,7 +15,7 @@ Exit codes:
   0  clean stop (signal; every running job finished)
   1  unexpected internal error (see the log)
   2  usage or configuration error
-  3  cannot import the task modules, no task found, or --function names an unknown task
+  3  cannot import the task modules or a --hook, no task found, or --function names an unknown task
   4  recycled: --max-jobs or --max-memory reached (single process; systemd restarts it)
   5  hard stop: second signal, or jobs outlived --shutdown-timeout (the server requeues them)
 
@@ -45,7 +45,7 @@ Exit codes:
   0  clean stop (signal; every running job finished)
   1  unexpected internal error (see the log)
   2  usage or configuration error
-  3  cannot import the task modules, no task found, or --function names an unknown task
+  3  cannot import the task modules or a --hook, no task found, or --function names an unknown task
   4  recycled: --max-jobs or --max-memory reached (single process; systemd restarts it)
   5  hard stop: second signal, or jobs outlived --shutdown-timeout (the server requeues them)
 
@@ -76,6 +76,13 @@ GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file ke
 )
 @click.option(
     "-f", "--function", "functions", multiple=True, metavar="NAME", help="Serve only this task (repeatable)."
+)
+@click.option(
+    "--hook",
+    "hooks",
+    multiple=True,
+    metavar="MODULE:ATTR",
+    help="Add a worker hook (gearpy.worker.Hook) to every process; repeatable.",
 )
 @click.option("-c", "--concurrency", type=int, help="Jobs run at once per process (greenlets). [1]")
 @click.option("--processes", type=int, help="Fork N worker processes; a crashed or recycled one is replaced.")
@@ -138,26 +145,30 @@ def command(config_file: str | None, print_config: bool, **flags: Any) -> None:
 
 def run(cfg: Any) -> int:
     """Import the tasks, then serve them in this process or under a prefork supervisor."""
-    from gearpy.worker.loader import TaskImportError, load_tasks, select_tasks
+    from gearpy.worker.loader import TaskImportError, load_hooks, load_tasks, select_tasks
     from gearpy.worker.runtime import Worker
 
     if not cfg.modules:
         _fail("no task module given (MODULE[:ATTR] arguments, GEARPY_MODULES or 'modules:')", EXIT_USAGE)
     try:
         tasks = select_tasks(load_tasks(cfg.modules), cfg.functions)
+        hooks = load_hooks(cfg.hooks)
     except TaskImportError as exc:
         _fail(str(exc), EXIT_IMPORT)
     from gearpy.errors import ConfigError
 
     def make_worker(slot: int) -> Worker:
         worker = Worker.from_config(tasks, cfg)
+        for make_hook in hooks:
+            worker.add_hook(make_hook())
         if cfg.metrics:
             from gearpy.metrics import parse_listen
             from gearpy.worker.metrics import DEFAULT_WORKER_METRICS_PORT, WorkerMetrics
 
             host, port = parse_listen(cfg.metrics, DEFAULT_WORKER_METRICS_PORT)
-            worker.metrics = WorkerMetrics(worker)
-            worker.metrics.serve((host, port + slot))  # --processes: one port per process
+            metrics = WorkerMetrics(worker)
+            metrics.serve((host, port + slot))  # --processes: one port per process
+            worker.add_hook(metrics)
         return worker
 
     if cfg.processes is None:

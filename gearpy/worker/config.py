@@ -82,6 +82,8 @@ class WorkerConfig:
     modules: list[str] = field(default_factory=list)
     #: Serve only these tasks (empty = every task found in ``modules``).
     functions: list[str] = field(default_factory=list)
+    #: Worker hooks, as ``MODULE:ATTR`` (a hook, a hook class made once per process, or a list).
+    hooks: list[str] = field(default_factory=list)
     #: Jobs one process runs at once (greenlets).
     concurrency: int = DEFAULT_CONCURRENCY
     #: Fork this many worker processes (for CPU-bound tasks); a crashed one is replaced.

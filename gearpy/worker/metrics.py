@@ -2,7 +2,8 @@
 
 Jobs by function and outcome, job duration, jobs in flight and connected servers; ``/healthz``
 answers 200 while the worker is connected to at least one server. Served from the worker's own
-gevent loop, opt-in, loopback unless told otherwise.
+gevent loop, opt-in, loopback unless told otherwise. :class:`WorkerMetrics` is a worker hook
+(:mod:`gearpy.worker.hooks`): add it with ``worker.add_hook(metrics)``.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gearpy.boundedhttp import BoundedWSGIServer
 from gearpy.metrics import parse_listen, serve_metrics
+from gearpy.worker.hooks import Hook, WorkerControl
 
 if TYPE_CHECKING:
-    from gearpy.worker.runtime import Worker
+    from gearpy.worker.job import JobContext
+    from gearpy.worker.tasks import Outcome
 
 #: The worker's default metrics port (the server's is 9418).
 DEFAULT_WORKER_METRICS_PORT = 9419
 
 
-class WorkerMetrics:
-    """Metrics of one worker process; :meth:`job_done` is called by the runtime after each job."""
+class WorkerMetrics(Hook):
+    """Metrics of one worker process: counts every job in ``after_job``, stops serving ``on_stop``."""
 
-    def __init__(self, worker: Worker, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, worker: WorkerControl, registry: CollectorRegistry | None = None) -> None:
         self.worker = worker
         self.registry = r = registry or CollectorRegistry()
         self.jobs = Counter(
@@ -38,20 +41,20 @@ class WorkerMetrics:
             registry=r,
         )
         in_flight = Gauge("gearpy_worker_jobs_in_flight", "Jobs running now.", registry=r)
-        in_flight.set_function(lambda: len(worker.jobs))
+        in_flight.set_function(lambda: worker.jobs_running)
         connected = Gauge("gearpy_worker_connected_servers", "Servers connected now.", registry=r)
-        connected.set_function(lambda: self.connected_servers())
+        connected.set_function(lambda: worker.connected_servers)
         self._server: BoundedWSGIServer | None = None
 
-    def connected_servers(self) -> int:
-        return sum(1 for link in self.worker.links if link.session is not None)
+    def after_job(self, worker: WorkerControl, job: JobContext, outcome: Outcome, seconds: float) -> None:
+        self.jobs.labels(job.function, outcome.kind).inc()
+        self.duration.labels(job.function).observe(seconds)
 
-    def job_done(self, function: str, outcome: str, seconds: float) -> None:
-        self.jobs.labels(function, outcome).inc()
-        self.duration.labels(function).observe(seconds)
+    def on_stop(self, worker: WorkerControl, exit_code: int) -> None:
+        self.close()
 
     def health(self) -> tuple[bool, str]:
-        if self.connected_servers():
+        if self.worker.connected_servers:
             return True, "ok"
         return False, "not connected to any server"
 
@@ -60,5 +63,6 @@ class WorkerMetrics:
         self._server = serve_metrics(address, self.registry, self.health)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.stop(timeout=1)
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(timeout=1)

@@ -40,7 +40,7 @@ from gearpy.errors import ConfigError, GearpyError, GearpyTimeoutError
 if TYPE_CHECKING:
     from gearpy.worker.job import JobContext
 
-__all__ = ["Fail", "JobFail", "Outcome", "Task", "TaskTimeout", "task"]
+__all__ = ["Fail", "Outcome", "Task", "TaskTimeout", "task"]
 
 log = logging.getLogger("gearpy.worker.tasks")
 
@@ -59,10 +59,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Fail(GearpyError):
     """Raise inside a task to end the job with a plain WORK_FAIL (no retry, no exception text)."""
-
-
-#: Alias for readers who know python-gearman's vocabulary.
-JobFail = Fail
 
 
 class TaskTimeout(GearpyTimeoutError):

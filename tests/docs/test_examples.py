@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gearpy.testing import free_port
+from gearpy.testing import free_port, stop_process
 
 from support.waits import wait_for_worker
 
@@ -63,12 +63,7 @@ def webapp(gearpy_server):
         assert line.startswith("serving on http://127.0.0.1:"), line
         yield line.split()[-1].rstrip("/")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 def poll_status(*args: str) -> subprocess.CompletedProcess:

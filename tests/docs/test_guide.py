@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support.waits import wait_for_workers
+from support.waits import wait_for_workers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -54,6 +54,32 @@ def test_metric_names_match_the_code() -> None:
     assert defined, "no metric definitions found"
     assert defined - documented == set(), "exported but not in docs/guide.md"
     assert documented - defined == set(), "in docs/guide.md but not exported"
+
+
+def test_guide_hook_example_runs_in_gearpy_worker(gearpy_server, gearpy_worker, tmp_path) -> None:
+    """The guide's worker-hook example, saved as a module and added with ``--hook``."""
+    from gearpy.client import submit
+    from gearpy.errors import JobException
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", TEXT, re.S) if "(Hook):" in b)
+    hooks_dir = tmp_path / "hookmod"
+    hooks_dir.mkdir()
+    (hooks_dir / "guide_hooks.py").write_text(block)
+    name = re.search(r"class (\w+)\(Hook\)", block).group(1)
+    gearpy_worker(
+        "--hook",
+        f"guide_hooks:{name}",
+        str(ROOT / "examples" / "tasks.py"),
+        env={"PYTHONPATH": str(hooks_dir)},
+    )
+    wait_for_workers(gearpy_server.address, {"add"})
+    servers = [gearpy_server.address]
+    assert submit("add", {"a": 1, "b": 2}, codec="json", servers=servers, timeout=30) == {"sum": 3}
+    with pytest.raises(JobException):
+        submit("add", {}, codec="json", servers=servers, timeout=30)
+    log = tmp_path / "worker-0.log"
+    wait_until(lambda: "exception: KeyError: 'a'" in log.read_text(), "the hook's log line")
+    assert re.search(r"H:\S+ exception: KeyError: 'a'", log.read_text()), log.read_text()
 
 
 def test_acl_example_loads_and_means_what_the_text_says() -> None:

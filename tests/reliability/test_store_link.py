@@ -20,7 +20,7 @@ import pytest
 from gearpy.client import Client
 from gearpy.errors import ServerError
 from gearpy.protocol import Decoder, PacketType, encode_request
-from gearpy.server.store import open_store
+from gearpy.server.stores import open_store
 
 from support.reliability import fn_status
 from support.waits import wait_until

@@ -16,6 +16,7 @@
   slow link) for client, worker and store links; also used by ``scripts/soak.py``.
 * :mod:`support.reliability` and ``jobtasks.py`` - the reliability tests' worker task (every run
   logged) and its log, the short keepalive flags, connection counts.
+* :mod:`support.dashboard` - a gearpy-server with ``--http``, HTTP requests to it, a headless chromium.
 
 The fixtures built on them live in ``tests/conftest.py`` (shared) or next to the tests that use them.
 """

@@ -136,3 +136,22 @@ def test_timeout_is_announced_with_can_do_timeout(gearmand_server, start_worker,
     # Ran exactly once: a server-side requeue would have started it a second time.
     assert len(list(workdir.glob("slow-started-*"))) == 1
     assert function_status(gearmand_server, "too_slow")[0] == 0
+
+
+def test_event_values_decode_by_the_documented_rule(gearpy_server, start_worker):
+    """``event.value``: a WORK_DATA chunk decoded with the job's codec (the task encoded it with its
+    own), a warning as text, progress as a pair; ``event.data`` stays the bytes sent."""
+    start_worker("-s", gearpy_server.address, "wtasks")
+    wait_for_worker(gearpy_server, "events")
+    seen = []
+    with Client([gearpy_server.address], codec="json") as client:
+        job = client.submit("events", {"n": 2}, on_data=lambda ev: seen.append(ev.value))
+        job.result(TIMEOUT)
+        values = [(e.kind, e.value) for e in job.events(TIMEOUT)]
+    assert values == [
+        ("progress", (1, 3)),
+        ("data", {"chunk": 1}),
+        ("warning", "careful"),
+        ("progress", (3, 3)),
+    ]
+    assert seen == [{"chunk": 1}]
