@@ -7,6 +7,8 @@ file adds what only gearpy's suite needs (helpers in ``tests/support``):
 * ``make_server`` - gearpy-servers with extra flags, their logs checked for tracebacks;
 * ``session`` - raw protocol connections (ECHO barrier, admin) to any server;
 * ``pki`` / ``tls_args`` / ``tls_server`` - TLS material and a TLS server;
+* ``php`` / ``perl`` - the interpreters with their Gearman libraries, ``procs`` - background
+  processes (third-party workers) stopped after the test;
 * ``service`` / ``server_service`` / ``service_of`` / ``fault_proxy`` - real queue stores, each test
   with its own table or key prefix (use them for anything that needs MariaDB, PostgreSQL or Redis);
 * the markers (``slow``, ``interop``, ``external``; see ``tests/README.md``) and the CI rule:
@@ -15,6 +17,7 @@ file adds what only gearpy's suite needs (helpers in ``tests/support``):
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,11 +25,12 @@ import pytest
 
 from gearpy.testing import ServerProcess, gearpy_server_argv
 
-from support.external import REQUIRE_ENV, external_required
+from support.external import REQUIRE_ENV, external_required, require_tool
 from support.pki import Pki, make_pki, tls_server_args
 from support.raw import Session
 from support.servers import server_of
 from support.stores import KINDS, FaultProxy, Service, make_service
+from support.workers import stop_procs
 
 # ---------------------------------------------------------------- servers
 
@@ -159,10 +163,54 @@ def service_of(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
         svc.cleanup()
 
 
+# ---------------------------------------------------------------- third-party tools
+
+
+@pytest.fixture
+def php() -> str:
+    """The php binary, with the gearman extension loaded."""
+    path = require_tool("php")
+    mods = subprocess.run([path, "-m"], capture_output=True, text=True, timeout=30).stdout.split()
+    if "gearman" not in mods:
+        msg = "PHP's gearman extension is not loaded (php -m)"
+        if external_required():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def perl() -> str:
+    """The perl binary, with Gearman::Client and Gearman::Worker installed."""
+    path = require_tool("perl")
+    probe = subprocess.run(
+        [path, "-MGearman::Client", "-MGearman::Worker", "-e", "1"], capture_output=True, timeout=30
+    )
+    if probe.returncode != 0:
+        require_tool("perl-Gearman-Client")  # skips locally, fails in CI: install libgearman-client-perl
+    return path
+
+
+@pytest.fixture
+def procs() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Background processes (workers) that are always stopped after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+        started.append(p)
+        return p
+
+    yield start
+    stop_procs(*started)
+
 
 # ---------------------------------------------------------------- markers
 
-INTEROP_FIXTURES = {"gearmand_server", "gearman_worker"}  # the real gearmand; libgearman's `gearman -w`
+# the real gearmand; libgearman's `gearman -w`; PHP's extension and Perl's modules
+INTEROP_FIXTURES = {"gearmand_server", "gearman_worker", "php", "perl"}
 STORE_FIXTURES = {"service", "server_service"}  # parametrized by store kind; all but sqlite are services
 
 

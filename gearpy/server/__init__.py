@@ -12,10 +12,10 @@ the process as ``gearpy-server`` (:func:`run` is what the command calls)::
 Layout (the import-linter contracts in pyproject.toml keep it): :mod:`.core` (the protocol's
 semantics, sans I/O) with :mod:`.jobs`, :mod:`.queues`, :mod:`.index`, :mod:`.durable`,
 :mod:`.admin`, :mod:`.wire`, :mod:`.state` and the collaborator types in :mod:`.interfaces`;
-:mod:`.net` (the gevent layer); :mod:`.tls`, :mod:`.acl` (with :mod:`.certsubject` and
-:mod:`.refusals`), :mod:`.metrics`; :mod:`.store` (the interface and the memory store) and
-:mod:`.stores` (the registry and the durable stores); :mod:`.process` (signals, pid file) and
-:mod:`.cli` (the command).
+:mod:`.net` (the gevent layer) with :mod:`.sockets` and :mod:`.timers`; :mod:`.tls`, :mod:`.acl`
+(with :mod:`.certsubject` and :mod:`.refusals`), :mod:`.metrics`; :mod:`.store` (the interface
+and the memory store) and :mod:`.stores` (the registry and the durable stores); :mod:`.process`
+(signals, pid file) and :mod:`.cli` (the command).
 """
 
 from gearpy.server.config import ServerConfig

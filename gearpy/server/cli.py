@@ -22,6 +22,7 @@ from gearpy.server import gearmand_compat as compat
 from gearpy.server.acl import FunctionAcl
 from gearpy.server.config import ServerConfig
 from gearpy.server.gearmand_compat import expand_config_file
+from gearpy.server.http import Dashboard
 from gearpy.server.process import run
 from gearpy.server.stores import gearmand_queue_url, open_store
 
@@ -85,6 +86,13 @@ def _gearmand_queue_options(f: _F) -> _F:
     is_flag=True,
     default=None,
     help="Accepted for gearmand compatibility; round robin is always on.",
+)
+@click.option(
+    "--can-do-timeout-unit",
+    default=None,
+    type=click.Choice(["ms", "s"]),
+    help="Unit of workers' CAN_DO_TIMEOUT values: ms (gearmand 1.1.19+) or s (older gearmand, PHP "
+    "manual, Perl). [ms]",
 )
 @click.option("--job-handle-prefix", default=None, help="Job handle prefix. [H:<hostname>]")
 @click.option("--exceptions", is_flag=True, default=None, help="Enable exceptions for every connection.")
@@ -272,8 +280,6 @@ def command(
         if syslog:
             compat.add_syslog()
         if cfg.http:
-            from gearpy.server.http import Dashboard
-
             Dashboard(cfg)  # refuses a non-loopback address without credentials, a bad auth file
         store = open_store(cfg.queue, table=cfg.queue_table)
     except (ConfigError, StoreError) as exc:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gearpy.errors import ConfigError
 from gearpy.protocol import DEFAULT_MAX_ADMIN_LINE, DEFAULT_MAX_PACKET_SIZE
+
+#: Values of ``can_do_timeout_unit`` (the same for gearpy-worker).
+CAN_DO_TIMEOUT_UNITS = ("ms", "s")
 
 
 @dataclass
@@ -20,6 +24,9 @@ class ServerConfig:
     #: Queue store URL: memory://, sqlite:///path, mysql://..., postgresql://..., redis://...
     #: or a gearmand module name (builtin, libsqlite3, mysql, postgres, redis).
     queue: str = "memory://"
+    #: Unit of a worker's CAN_DO_TIMEOUT value: ``ms`` (gearmand >= 1.1.19) or ``s`` (gearmand <= 1.1.18,
+    #: PHP's manual, Perl's Gearman::Worker). gearpy-worker must be given the same unit.
+    can_do_timeout_unit: str = "ms"
     #: Drop a job after it was requeued this many times (worker lost); 0 = unlimited (gearmand 1.1).
     job_retries: int = 0
     #: NOOPs sent per queued job to sleeping workers; 0 = wake them all.
@@ -128,3 +135,7 @@ class ServerConfig:
     #: Seconds an HTTP client may take to send a request's headers, or its body; also the idle
     #: keep-alive limit (no half-sent request holds a connection longer).
     http_request_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.can_do_timeout_unit not in CAN_DO_TIMEOUT_UNITS:
+            raise ConfigError(f"can_do_timeout_unit: {self.can_do_timeout_unit!r} is not ms or s")

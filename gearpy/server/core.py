@@ -15,6 +15,10 @@ Decisions where gearpy differs from gearmand 1.1.20 on purpose (each is a fix of
 * A background job is never dropped because a foreground client that coalesced onto it left.
 * A WORK_FAIL right after the same worker's WORK_EXCEPTION for that job is ignored (gearmand
   answers ERROR JOB_NOT_FOUND, and Perl's Gearman::Worker dies of it).
+* CAN_DO_TIMEOUT's number is milliseconds (gearmand >= 1.1.19) or, with ``can_do_timeout_unit="s"``,
+  seconds (gearmand <= 1.1.18, PHP's manual, Perl's tests). A WORK_* packet a worker sends for a job
+  that already timed out on it is dropped with one log line and counted (``Observer.late_result``);
+  gearmand answers ERROR JOB_NOT_FOUND, which kills Perl's Gearman::Worker.
 * ``create function`` takes the name as sent (gearmand drops the last byte after a bare ``\\n``).
 * ``drop function`` also refuses while the function has queued jobs (gearmand drops it and strands
   them).
@@ -88,6 +92,10 @@ T = PacketType
 _enc = encode
 _frame = encode_unchecked
 Handler = Callable[[Conn, tuple[bytes, ...], int], None]
+#: CAN_DO_TIMEOUT unit name -> milliseconds per unit
+TIMEOUT_UNITS = {"ms": 1, "s": 1000}
+#: Timed-out jobs remembered per worker connection, so their late results are dropped quietly.
+MAX_LATE_HANDLES = 64
 
 _SUBMITS: dict[int, tuple[int, bool]] = {
     T.SUBMIT_JOB: (NORMAL, False),
@@ -160,8 +168,13 @@ class ServerCore:
         admin_gate: AdminGate | None = None,
         flush: FlushHook = _ignore,
         on_idle: IdleHook = _ignore,
+        can_do_timeout_unit: str = "ms",
     ) -> None:
         self.scheduler = scheduler
+        if can_do_timeout_unit not in TIMEOUT_UNITS:
+            raise ValueError(f"can_do_timeout_unit must be one of {sorted(TIMEOUT_UNITS)}")
+        #: milliseconds per unit of a CAN_DO_TIMEOUT value
+        self.can_do_timeout_scale = TIMEOUT_UNITS[can_do_timeout_unit]
         self.store: QueueStore = store or MemoryStore()
         self.exceptions_default = exceptions
         self.version = version
@@ -371,7 +384,7 @@ class ServerCore:
         text = args[1]
         if len(text) > 20:
             raise CloseConnection("CAN_DO_TIMEOUT value too long")
-        ms = atoi(text)
+        ms = atoi(text) * self.can_do_timeout_scale
         if ms <= 0:
             ms = 0
         elif ms < 1000:
@@ -476,6 +489,12 @@ class ServerCore:
         job.function.running -= 1
         job.worker = None
         self._fail_clients(job)
+        late = conn.late
+        if late is None:
+            late = conn.late = {}
+        elif len(late) >= MAX_LATE_HANDLES:
+            del late[next(iter(late))]
+        late[job.handle] = False
         self._finish(job, "timeout")
 
     # ---------------------------------------------------------------- work results
@@ -489,9 +508,29 @@ class ServerCore:
             conn.last_exception = None
             return None
         if job is None or job.worker is not conn:
-            self._send(conn, _enc(T.ERROR, b"JOB_NOT_FOUND", NOT_FOUND_TEXT[kind]))
+            late = conn.late
+            if late is not None and handle in late:
+                self._drop_late(conn, late, handle, kind)
+            else:
+                self._send(conn, _enc(T.ERROR, b"JOB_NOT_FOUND", NOT_FOUND_TEXT[kind]))
             return None
         return job
+
+    def _drop_late(self, conn: Conn, late: dict[bytes, bool], handle: bytes, kind: int) -> None:
+        """A worker's packet for a job that timed out on it: drop it (logged once per job)."""
+        if not late[handle]:
+            late[handle] = True
+            log.warning(
+                "dropped %s for job %s from worker %s:%d: the job had already timed out "
+                "(CAN_DO_TIMEOUT); further late packets for it are dropped silently",
+                T(kind).name,
+                handle.decode("utf-8", "replace"),
+                conn.ip,
+                conn.port,
+            )
+        if kind == T.WORK_COMPLETE or kind == T.WORK_FAIL:
+            del late[handle]
+        self.observer.late_result(T(kind))
 
     def _work_status(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         job = self._owned_job(conn, args[0], kind)

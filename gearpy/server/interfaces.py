@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from gearpy.protocol import PacketType
 from gearpy.server.state import Conn, Job
 
 #: What :meth:`Scheduler.call_later` returns; only ever handed back to :meth:`Scheduler.cancel`.
@@ -33,6 +34,9 @@ class Observer(Protocol):
 
     def job_finished(self, job: Job, outcome: str) -> None: ...
 
+    def late_result(self, kind: PacketType) -> None:
+        """A worker sent ``kind`` for a job that had already timed out on it (dropped)."""
+
 
 class NullObserver:
     """The observer of a server without metrics: every hook does nothing."""
@@ -44,6 +48,9 @@ class NullObserver:
         pass
 
     def job_finished(self, job: Job, outcome: str) -> None:
+        pass
+
+    def late_result(self, kind: PacketType) -> None:
         pass
 
 

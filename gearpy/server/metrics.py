@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from gearpy.protocol import PacketType
 from gearpy.server.core import ServerCore
 from gearpy.server.state import HIGH, LOW, NORMAL, Function, Job
 
@@ -93,6 +94,12 @@ class ServerMetrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=r,
         )
+        self.late_results = Counter(
+            "gearpy_late_results_dropped",
+            "WORK_* packets dropped because their job had already timed out (CAN_DO_TIMEOUT).",
+            ["packet"],
+            registry=r,
+        )
 
     def watch(self, core: ServerCore) -> None:
         """Publish the gauges of ``core``'s tables (read at scrape time)."""
@@ -109,6 +116,9 @@ class ServerMetrics:
         self.finished.labels(outcome).inc()
         if job.started_at:
             self.run_time.observe(max(0.0, self.clock() - job.started_at))
+
+    def late_result(self, kind: PacketType) -> None:
+        self.late_results.labels(kind.name).inc()
 
     def store_committed(self, seconds: float, jobs: int) -> None:
         self.commit_seconds.observe(seconds)

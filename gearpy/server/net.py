@@ -27,18 +27,20 @@ from gearpy import __version__, _accel
 from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
 from gearpy.metrics import parse_listen, serve_metrics
-from gearpy.protocol import AdminCommand, Decoder, Packet, PacketTooLarge
+from gearpy.protocol import Decoder, PacketTooLarge
 from gearpy.server.acl import AdminPolicy, FunctionAcl
+from gearpy.server.admin import admin_lines_only
 from gearpy.server.config import ServerConfig
 from gearpy.server.core import CloseConnection, ServerCore
 from gearpy.server.http import Dashboard
-from gearpy.server.interfaces import Observer, TimerHandle
+from gearpy.server.interfaces import Observer
 from gearpy.server.metrics import ServerMetrics
 from gearpy.server.refusals import RateLimitedLog
+from gearpy.server.sockets import is_loopback, open_listeners, tune_connection
 from gearpy.server.state import Conn
 from gearpy.server.store import MemoryStore, QueueStore
-from gearpy.server.tls import make_server_ssl_context, peer_subject
-from gearpy.transport import enable_keepalive
+from gearpy.server.timers import GeventScheduler
+from gearpy.server.tls import handshake, make_server_ssl_context, peer_subject
 
 log = logging.getLogger("gearpy.server")
 
@@ -50,36 +52,6 @@ YIELD_EVERY_READS = 64
 
 #: One log line per burst of connections refused at ``max_connections``, not one per refusal.
 _refused = RateLimitedLog(log)
-
-
-def _is_loopback(addr: Any) -> bool:
-    ip = addr[0] if isinstance(addr, tuple) and addr else ""
-    return isinstance(ip, str) and (ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1"))
-
-
-class GeventScheduler:
-    """Timers on gevent's loop; after each callback, the output it produced is flushed."""
-
-    def __init__(self, after: Callable[[], None]) -> None:
-        self._loop = gevent.get_hub().loop
-        self._after = after
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
-        timer = self._loop.timer(max(0.0, delay))
-
-        def fire() -> None:
-            timer.close()
-            try:
-                fn()
-            except Exception:  # pragma: no cover - a bug; keep the server up
-                log.exception("timer callback failed")
-            self._after()
-
-        timer.start(fire)
-        return timer
-
-    def cancel(self, timer: TimerHandle) -> None:
-        timer.close()  # type: ignore[attr-defined]
 
 
 class _Link:
@@ -133,6 +105,7 @@ class GearServer:
             admin_gate=AdminPolicy(cfg.admin_allow) if cfg.admin_allow else None,
             flush=self._request_flush,
             on_idle=self._drained,
+            can_do_timeout_unit=cfg.can_do_timeout_unit,
         )
         if self.metrics is not None:
             self.metrics.watch(self.core)
@@ -159,38 +132,9 @@ class GearServer:
 
     def bind(self) -> list[tuple[str, int]]:
         """Open the listening sockets (before replay: the port is ours, nothing is accepted yet)."""
-        host: str | None = self.cfg.listen
-        if host in ("*", ""):
-            host = None
-        try:
-            infos = socket.getaddrinfo(
-                host, self.cfg.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise OSError(f"cannot resolve listen address {self.cfg.listen!r}: {exc.strerror}") from exc
-        bound: list[tuple[str, int]] = []
-        seen = set()
-        for family, stype, proto, _, addr in infos:
-            if (family, addr) in seen:
-                continue
-            seen.add((family, addr))
-            sock = socket.socket(family, stype, proto)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(addr)
-            except OSError as exc:
-                sock.close()
-                if exc.errno == errno.EADDRINUSE and host is None and bound:
-                    continue
-                where = f"{str(addr[0])}:{str(addr[1])}"
-                raise OSError(f"cannot listen on {where}: {exc.strerror}") from exc
-            sock.listen(self.cfg.backlog)
-            sock.setblocking(False)
-            self.listeners.append(sock)
-            bound.append(sock.getsockname()[:2])
-        return bound
+        cfg = self.cfg
+        self.listeners += open_listeners(cfg.listen, cfg.port, cfg.backlog)
+        return [sock.getsockname()[:2] for sock in self.listeners]
 
     def start(self) -> None:
         """Bind, replay the durable store, then start accepting."""
@@ -301,7 +245,7 @@ class GearServer:
                 return
             admin_only = False
             if self.open_connections >= self.cfg.max_connections:
-                if self._admin_slot_used or not _is_loopback(addr):
+                if self._admin_slot_used or not is_loopback(addr):
                     _refused.warning(
                         "refusing connection from %s: %d connections open (max_connections)",
                         addr[0] if isinstance(addr, tuple) else addr,
@@ -322,20 +266,12 @@ class GearServer:
             if admin_only:
                 self._admin_slot_used = False
 
-    def _setup_socket(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Keepalive with a matching TCP_USER_TIMEOUT: a silent peer is dropped within the budget.
-            cfg = self.cfg
-            enable_keepalive(sock, cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count)
-
     # ---------------------------------------------------------------- one connection
 
     def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
-        self._setup_socket(sock)
+        tune_connection(sock, self.cfg)
         if self.ssl_context is not None:
-            tls = self._handshake(sock, addr)
+            tls = handshake(self.ssl_context, sock, addr, self.cfg.handshake_timeout)
             if tls is None:
                 return
             sock = tls
@@ -364,7 +300,7 @@ class GearServer:
         log.info("connection %d from %s:%s opened", conn.id, ip, port)
         decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
         recv = sock.recv
-        handle = _admin_lines_only(core.handle) if admin_only else core.handle
+        handle = admin_lines_only(core.handle) if admin_only else core.handle
         idle_timeout = self.cfg.idle_timeout  # 0: none
         partial_since: float | None = None
         reads = 0
@@ -472,33 +408,6 @@ class GearServer:
                 link.resume.clear()
         finally:
             link.resume = None
-
-    def _handshake(self, sock: socket.socket, addr: Any) -> ssl.SSLSocket | None:
-        """TLS handshake without blocking the loop, bounded by ``handshake_timeout``."""
-        assert self.ssl_context is not None
-        try:
-            tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        except (OSError, ValueError) as exc:
-            log.info("TLS setup for %s failed: %s", addr[0], exc)
-            sock.close()
-            return None
-        fd = tls.fileno()
-        try:
-            with Timeout(self.cfg.handshake_timeout, _PacketTimeout):
-                while True:
-                    try:
-                        tls.do_handshake()
-                        return tls
-                    except ssl.SSLWantReadError:
-                        wait_read(fd)
-                    except ssl.SSLWantWriteError:
-                        wait_write(fd)
-        except _PacketTimeout:
-            log.info("TLS handshake from %s timed out", addr[0])
-        except (OSError, ssl.SSLError) as exc:
-            log.info("TLS handshake from %s failed: %s", addr[0], getattr(exc, "reason", None) or exc)
-        tls.close()
-        return None
 
     def _close_link(self, link: _Link, from_reader: bool = False) -> None:
         if link.closed and not from_reader:
@@ -609,21 +518,4 @@ class GearServer:
 
 
 class _PacketTimeout(Exception):
-    """A peer left a packet or a TLS handshake unfinished, or a connection idle, for too long."""
-
-
-def _admin_lines_only(
-    handle: Callable[[Conn, Packet | AdminCommand], None],
-) -> Callable[[Conn, Packet | AdminCommand], None]:
-    """The core's ``handle`` for the connection kept for a loopback admin: binary packets close it.
-
-    That slot exists so that an operator can still run ``gearadmin --status`` (or ``gearpy-client
-    status``) when ``max_connections`` are taken; a worker or client must not take it.
-    """
-
-    def admin_only(conn: Conn, event: Packet | AdminCommand) -> None:
-        if isinstance(event, Packet):
-            raise CloseConnection("binary packet on the connection kept for a loopback admin")
-        handle(conn, event)
-
-    return admin_only
+    """A peer left a packet unfinished, or a connection idle, for too long."""

@@ -230,6 +230,7 @@ class Conn:
         "is_client",
         "peer_cert_subject",
         "last_exception",
+        "late",
     )
 
     def __init__(self, conn_id: int, fd: int = -1, ip: str = "127.0.0.1", port: int = 0) -> None:
@@ -264,6 +265,8 @@ class Conn:
         self.peer_cert_subject: str | None = None
         #: handle of the last job this worker ended with WORK_EXCEPTION (its WORK_FAIL may follow)
         self.last_exception: bytes | None = None
+        #: handles of jobs that timed out on this worker -> whether a late packet was logged
+        self.late: dict[bytes, bool] | None = None
 
     def push(self, data: bytes) -> None:
         """Queue bytes to send."""

@@ -112,6 +112,11 @@ GEARPY_WORKERS_KEY, GEARPY_CONCURRENCY, GEARPY_MODULES ...) and a config file ke
 @click.option("--ssl-certificate", metavar="FILE", help="Client certificate (PEM).")
 @click.option("--ssl-key", metavar="FILE", help="Client private key (PEM).")
 @click.option(
+    "--can-do-timeout-unit",
+    type=click.Choice(["ms", "s"]),
+    help="Unit the servers read task timeouts in (their --can-do-timeout-unit). [ms]",
+)
+@click.option(
     "--max-packet-size", type=int, metavar="BYTES", help="Largest result packet body sent. [64 MiB]"
 )
 @click.option("--log-level", help="DEBUG, INFO, NOTICE, WARNING, ERROR. [INFO]")

@@ -99,6 +99,10 @@ class WorkerConfig:
     #: Send WORK_EXCEPTION before WORK_FAIL when a task raises. Turn off when workers serve
     #: libgearman clients (PHP, the gearman CLI) through gearmand 1.1, which then hangs them.
     send_exceptions: bool = True
+    #: Unit the servers read CAN_DO_TIMEOUT in: ``ms`` or ``s``, as their ``can_do_timeout_unit``
+    #: (set it once at the top level of a shared config file, or in ``GEARPY_CAN_DO_TIMEOUT_UNIT``).
+    #: A task's own ``timeout`` is enforced by the worker; the server's timer is only a backstop.
+    can_do_timeout_unit: str = "ms"
     #: Log level (DEBUG, INFO, NOTICE, WARNING, ERROR).
     log_level: str = "INFO"
     #: Log line format: text or json.
@@ -133,6 +137,8 @@ class WorkerConfig:
             raise ConfigError("max_memory must be a positive number of MiB")
         if self.shutdown_timeout < 0:
             raise ConfigError("shutdown_timeout must be >= 0 seconds")
+        if self.can_do_timeout_unit not in ("ms", "s"):
+            raise ConfigError(f"can_do_timeout_unit: {self.can_do_timeout_unit!r} is not ms or s")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: {self.log_format!r} is not text or json")
         _config.require_ssl_for_tls_files(

@@ -2,7 +2,7 @@
 
 A :class:`ServerLink` speaks the worker protocol on one connection::
 
-    connect → SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT FUNC\\0MS (one per task)
+    connect → SET_CLIENT_ID, CAN_DO / CAN_DO_TIMEOUT FUNC\\0N (one per task; N in the server's unit)
     loop:  wait for a free concurrency slot → GRAB_JOB_UNIQ
            JOB_ASSIGN_UNIQ → hand the job to the runtime (its greenlet owns the slot), grab again
            NO_JOB          → give the slot back, PRE_SLEEP, wait for NOOP, grab again
@@ -82,7 +82,8 @@ class GrabPolicy(Protocol):
 class ServerLink:
     """The worker's connection to ``address`` and the greenlet that serves it.
 
-    ``abilities`` are the (wire function name, CAN_DO_TIMEOUT milliseconds or None) to register.
+    ``abilities`` are the (wire function name, CAN_DO_TIMEOUT value in the servers' unit, or None) to
+    register.
     Public surface for the runtime: :meth:`start`, :meth:`interrupt`, :meth:`close`, :attr:`connected`
     and :attr:`greenlet`.
     """

@@ -98,6 +98,7 @@ class Worker:
         ssl_context: ssl.SSLContext | None = None,
         max_packet_size: int | None = DEFAULT_MAX_PACKET_SIZE,
         hooks: Sequence[WorkerHook] = (),
+        can_do_timeout_unit: str = "ms",
     ) -> None:
         self.tasks: dict[bytes, Task] = {apply_key(t.name, key): t for t in tasks}
         if not self.tasks:
@@ -111,13 +112,15 @@ class Worker:
         self.send_exceptions = send_exceptions
         self.ssl_context = ssl_context
         self.max_packet_size = max_packet_size
+        #: the unit the servers read CAN_DO_TIMEOUT in (their ``can_do_timeout_unit``)
+        self.can_do_timeout_unit = can_do_timeout_unit
         self._hooks = HookRunner(self)
         if max_jobs is not None or max_memory is not None:
             self._hooks.hooks.append(Recycle(max_jobs, max_memory))
         for hook in hooks:
             self.add_hook(hook)
         self.slots = gevent.lock.BoundedSemaphore(concurrency)
-        abilities = [(wire, t.server_timeout_ms) for wire, t in self.tasks.items()]
+        abilities = [(wire, t.announced_timeout(can_do_timeout_unit)) for wire, t in self.tasks.items()]
         self.links = [
             ServerLink(
                 s,
@@ -154,6 +157,7 @@ class Worker:
             send_exceptions=cfg.send_exceptions,
             ssl_context=ssl_context,
             max_packet_size=cfg.max_packet_size,
+            can_do_timeout_unit=cfg.can_do_timeout_unit,
         )
 
     def add_hook(self, hook: WorkerHook) -> None:

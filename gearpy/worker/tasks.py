@@ -20,7 +20,8 @@ a job a worker failed (gearmand #251) and the client would otherwise see the fir
 **What a timeout cannot interrupt.** The timeout is a ``gevent.Timeout``: it fires only when the task
 yields to the gevent hub (socket I/O, ``time.sleep``, ``job.progress`` ...). CPU-bound code that never
 yields (a tight loop, a long C call such as a big regex or image conversion) runs past its timeout;
-the worker notices only when it returns. The server-side CAN_DO_TIMEOUT is then the backstop, and
+the worker notices only when it returns. The server-side CAN_DO_TIMEOUT (announced in the unit the
+server reads, the worker's ``can_do_timeout_unit``) is then the backstop, and
 CPU-bound tasks should run with ``--processes`` (one process per concurrent job) and
 ``--concurrency 1``, so a runaway job blocks only its own process.
 """
@@ -33,6 +34,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
+
+import gevent
 
 from gearpy.codecs import Codec, get_codec
 from gearpy.errors import ConfigError, GearpyError, GearpyTimeoutError
@@ -116,6 +119,17 @@ class Task:
         pauses = sum(min(self.backoff_max, self.backoff * 2**i) for i in range(self.retries))
         return int(math.ceil((attempts * self.timeout + pauses) * 1000)) + SERVER_TIMEOUT_GRACE_MS
 
+    def announced_timeout(self, unit: str = "ms") -> int | None:
+        """The CAN_DO_TIMEOUT value in the server's unit (``ms`` or ``s``, rounded up), or None.
+
+        The worker's own timer stays the authority; this backstop only has to be no shorter than it,
+        so seconds round up.
+        """
+        ms = self.server_timeout_ms
+        if ms is None or unit == "ms":
+            return ms
+        return -(-ms // 1000)
+
     def retry_delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Pause before local retry number ``retry`` (0-based): half to full of the capped doubling."""
         delay = min(self.backoff_max, self.backoff * 2**retry)
@@ -161,8 +175,6 @@ class Task:
     def _attempt(self, job: JobContext, payload: Any) -> Any:
         if self.timeout is None:
             return self.fn(job, payload)
-        import gevent
-
         timer = gevent.Timeout(self.timeout)
         timer.start()
         try:
@@ -176,8 +188,6 @@ class Task:
 
 
 def _sleep(seconds: float) -> None:
-    import gevent
-
     gevent.sleep(seconds)
 
 

@@ -7,8 +7,6 @@ import subprocess
 
 import pytest
 
-from support.external import require_tool
-
 pytestmark = pytest.mark.interop
 
 WORKER = r"""
@@ -58,11 +56,7 @@ print encode_json(\%out), "\n";
 """
 
 
-def test_perl_client_and_worker(gearman_server):
-    perl = require_tool("perl")
-    probe = subprocess.run([perl, "-MGearman::Client", "-e", "1"], capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        require_tool("perl-Gearman-Client")  # skips locally, fails in CI: install libgearman-client-perl
+def test_perl_client_and_worker(gearman_server, perl):
     port = str(gearman_server.port)
     worker = subprocess.Popen(
         [perl, "-e", WORKER, port, "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

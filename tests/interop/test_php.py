@@ -9,8 +9,6 @@ import pytest
 
 from gearpy.protocol import PacketType
 
-from support.external import external_required, require_tool
-
 pytestmark = pytest.mark.interop
 
 T = PacketType
@@ -65,18 +63,6 @@ $out['bg_high'] = $c->doHighBackground('nobody', 'h') != '';
 $out['bg_low'] = $c->doLowBackground('nobody', 'l') != '';
 echo json_encode($out);
 """
-
-
-@pytest.fixture
-def php() -> str:
-    path = require_tool("php")
-    mods = subprocess.run([path, "-m"], capture_output=True, text=True, timeout=30).stdout.split()
-    if "gearman" not in mods:
-        msg = "PHP's gearman extension is not loaded (php -m)"
-        if external_required():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def test_php_client_and_worker(gearman_server, php, procs, session):

@@ -441,9 +441,64 @@ def test_can_do_timeout_fails_the_job(w):
     assert w.out(c) == [pk(T.WORK_FAIL, h)]
     assert w.out(wk) == []  # the worker is not told
     assert w.status() == b"f\t0\t0\t1\n.\n"
-    assert w.send(wk, T.WORK_COMPLETE, h, b"late") == [
+    # The worker's late packets are dropped (gearmand answers ERROR JOB_NOT_FOUND, which kills
+    # Perl's Gearman::Worker); a handle this worker never held still gets that ERROR.
+    assert w.send(wk, T.WORK_STATUS, h, b"1", b"2") == []
+    assert w.send(wk, T.WORK_DATA, h, b"partial") == []
+    assert w.send(wk, T.WORK_COMPLETE, h, b"late") == []
+    assert w.out(c) == []
+    assert w.send(wk, T.WORK_COMPLETE, H + b"999", b"x") == [
         pk(T.ERROR, b"JOB_NOT_FOUND", b"Job given in work result not found")
     ]
+    # After the terminal packet the handle is forgotten: a second WORK_COMPLETE is an error again.
+    assert w.send(wk, T.WORK_COMPLETE, h, b"again") == [
+        pk(T.ERROR, b"JOB_NOT_FOUND", b"Job given in work result not found")
+    ]
+
+
+class LateCounter:
+    def __init__(self):
+        self.late: list[T] = []
+
+    def job_submitted(self, job): ...
+    def job_started(self, job): ...
+    def job_finished(self, job, outcome): ...
+
+    def late_result(self, kind):
+        self.late.append(kind)
+
+
+def _grabbed_with_timeout(w, value: bytes):
+    """A client's job grabbed by a worker registered with CAN_DO_TIMEOUT ``value``."""
+    c = w.conn()
+    h = w.submit(c, b"f")
+    wk = w.conn()
+    w.send(wk, T.CAN_DO_TIMEOUT, b"f", value)
+    w.grab(wk)
+    [timer] = w.sched.active()
+    return c, wk, h, timer
+
+
+def test_late_results_are_counted_and_logged_once(caplog):
+    obs = LateCounter()
+    w = World(observer=obs)
+    c, wk, h, timer = _grabbed_with_timeout(w, b"1000")
+    w.sched.fire(timer)
+    w.out(c)
+    caplog.clear()
+    assert w.send(wk, T.WORK_EXCEPTION, h, b"boom") == []
+    assert w.send(wk, T.WORK_FAIL, h) == []
+    assert obs.late == [T.WORK_EXCEPTION, T.WORK_FAIL]
+    dropped = [r for r in caplog.records if "already timed out" in r.getMessage()]
+    assert len(dropped) == 1 and h.decode() in dropped[0].getMessage()
+    assert w.out(c) == []
+
+
+def test_can_do_timeout_in_seconds():
+    _, _, _, timer = _grabbed_with_timeout(World(can_do_timeout_unit="s"), b"3")
+    assert timer.delay == 3.0
+    with pytest.raises(ValueError):
+        World(can_do_timeout_unit="minutes")
 
 
 def test_can_do_timeout_cancelled_on_completion(w):

@@ -22,7 +22,14 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from gearpy.boundedhttp import BoundedWSGIServer
 from gearpy.errors import ConfigError
 from gearpy.logs import NOTICE
+from gearpy.metrics import parse_listen
 from gearpy.server.config import ServerConfig
+from gearpy.server.http.actions import Host
+from gearpy.server.http.app import App
+from gearpy.server.http.auth import Credentials
+from gearpy.server.http.fleet import Fleet
+from gearpy.server.http.views import History, Tally, Views
+from gearpy.server.metrics import _StateCollector  # the scrape-time half of ServerMetrics
 
 log = logging.getLogger("gearpy.server.http")
 
@@ -80,8 +87,6 @@ def _registry(server: ServerLike) -> CollectorRegistry:
     if server.metrics is not None:
         registry: CollectorRegistry = server.metrics.registry
         return registry
-    from gearpy.server.metrics import _StateCollector  # the scrape-time half of ServerMetrics
-
     registry = CollectorRegistry()
     registry.register(_StateCollector(server.core, server.cfg.metrics_max_functions))
     return registry
@@ -89,8 +94,6 @@ def _registry(server: ServerLike) -> CollectorRegistry:
 
 def parse_http_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback); the port defaults to 8470."""
-    from gearpy.metrics import parse_listen
-
     return parse_listen(text, DEFAULT_HTTP_PORT, "--http")
 
 
@@ -123,8 +126,6 @@ class Dashboard:
     """
 
     def __init__(self, cfg: ServerConfig) -> None:
-        from gearpy.server.http.auth import Credentials
-
         assert cfg.http
         self.cfg = cfg
         self.address = parse_http_listen(cfg.http)
@@ -140,18 +141,11 @@ class Dashboard:
 
     def observe(self, inner: Any) -> Any:
         """The core's observer: counts submits and ends for the charts, then calls ``inner``."""
-        from gearpy.server.http.views import Tally
-
         self.tally = Tally(inner)
         return self.tally
 
     def start(self, server: ServerLike) -> tuple[str, int]:
         """Serve (in the server's event loop); returns the bound address."""
-        from gearpy.server.http.actions import Host
-        from gearpy.server.http.app import App
-        from gearpy.server.http.fleet import Fleet
-        from gearpy.server.http.views import History, Views
-
         cfg = self.cfg
         core = server.core
         assert self.tally is not None, "observe() first"

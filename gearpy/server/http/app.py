@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
@@ -641,8 +642,6 @@ def _raw(segment: str) -> bytes:
 
 
 def _now() -> float:
-    import time
-
     return time.time()
 
 

@@ -20,7 +20,9 @@ is enough to store them; passwords get scrypt (stdlib :func:`hashlib.scrypt`).
 
 from __future__ import annotations
 
+import argparse
 import base64
+import getpass
 import hashlib
 import hmac
 import os
@@ -208,9 +210,6 @@ def add_token(path: str, name: str, role: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import getpass
-
     parser = argparse.ArgumentParser(
         prog="python -m gearpy.server.http.auth", description="Add dashboard users and API tokens."
     )

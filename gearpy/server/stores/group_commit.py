@@ -31,6 +31,8 @@ How:
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -109,9 +111,6 @@ def abort_on_close(sock: Any) -> None:
     stale commit after the server already answered QUEUE_ERROR and deleted the batch's rows. The
     drivers close their socket themselves on a timeout, so this is set once, at connect.
     """
-    import socket
-    import struct
-
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -209,8 +209,6 @@ class RedisBackend(Backend):
 
 
 def _aborting_connection_class() -> type:
-    import redis
-
     class AbortingConnection(redis.Connection):
         """A redis-py connection whose close is abortive (see :func:`abort_on_close`)."""
 
