@@ -4,10 +4,12 @@
     python benchmarks/run.py --quick         # smaller loads (a smoke run)
     python benchmarks/run.py --shapes bg,fg_pipelined --rounds 5
 
-Each round starts fresh servers (gearpy-server and gearmand on loopback ports) and plays each
-shape against gearpy then gearmand, so drift of a noisy machine hits both. Medians over rounds are
-reported with the ratio gearpy/gearmand (for latency, CPU and memory lower is better). Prints a
-Markdown table to paste into BENCHMARKS.md, and warns when rounds spread widely.
+Three servers per shape: gearmand, gearpy forced pure (GEARPY_PURE_PYTHON=1) and gearpy as
+installed (accelerated when `pip install .` compiled the hot path; the table's heading line says
+what each gearpy ran). Each round starts fresh servers on loopback ports and plays each shape against
+all three in turn, so drift of a noisy machine hits them alike. Medians over rounds are reported with
+the ratios gearpy/gearmand (for latency, CPU and memory lower is better). Prints a Markdown table to
+paste into BENCHMARKS.md, and marks metrics whose rounds spread widely.
 """
 
 from __future__ import annotations
@@ -47,7 +49,31 @@ def wait_port(port: int, proc: subprocess.Popen) -> None:
     raise RuntimeError("server did not listen")
 
 
-def start_gearpy(port: int, extra: list[str]) -> subprocess.Popen:
+#: The servers compared, in table order: gearmand, then gearpy forced pure, then gearpy as installed.
+KINDS = ("gearmand", "gearpy-pure", "gearpy")
+HEADINGS = {"gearmand": "gearmand", "gearpy-pure": "gearpy pure", "gearpy": "gearpy accelerated"}
+
+
+def gearpy_env(kind: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GEARPY_PURE_PYTHON"}
+    if kind == "gearpy-pure":
+        env["GEARPY_PURE_PYTHON"] = "1"
+    return env
+
+
+def gearpy_mode(kind: str) -> str:
+    """What ``gearpy-server --version`` says about the hot path for this kind."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gearpy.server", "--version"],
+        env=gearpy_env(kind),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.rstrip().rsplit("hot path: ", 1)[-1][:-1]
+
+
+def start_gearpy(port: int, extra: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     p = subprocess.Popen(
         [
             sys.executable,
@@ -63,6 +89,7 @@ def start_gearpy(port: int, extra: list[str]) -> subprocess.Popen:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     wait_port(port, p)
     return p
@@ -151,29 +178,32 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     shapes = [s for s in args.shapes.split(",") if s]
+    modes = {kind: gearpy_mode(kind) for kind in ("gearpy-pure", "gearpy")}
+    if not modes["gearpy"].startswith("compiled"):
+        print(f"warning: gearpy is not accelerated here ({modes['gearpy']})", file=sys.stderr)
     results: dict[tuple[str, str], list[dict]] = {}
     tmp = tempfile.mkdtemp(prefix="gearpy-bench-")
     for rnd in range(args.rounds):
         for shape in shapes:
-            kinds = ("gearpy", "gearmand", "gearpy-memory") if shape == "durable" else ("gearpy", "gearmand")
+            kinds = (*KINDS, "gearpy-memory") if shape == "durable" else KINDS
             for kind in kinds:
                 port = free_port()
                 db = os.path.join(tmp, f"{kind}-{rnd}-{shape}.db")
-                if kind == "gearpy-memory":
-                    proc = start_gearpy(port, [])
-                elif kind == "gearpy":
-                    extra = ["-q", f"sqlite:///{db}"] if shape == "durable" else []
-                    proc = start_gearpy(port, extra)
-                else:
+                if kind == "gearmand":
                     extra = ["-q", "libsqlite3", f"--libsqlite3-db={db}"] if shape == "durable" else []
                     proc = start_gearmand(port, tmp, extra)
+                elif kind == "gearpy-memory":
+                    proc = start_gearpy(port, [], gearpy_env("gearpy"))
+                else:
+                    extra = ["-q", f"sqlite:///{db}"] if shape == "durable" else []
+                    proc = start_gearpy(port, extra, gearpy_env(kind))
                 try:
                     res = play(shape, port, proc.pid, args.quick)
                 finally:
                     stop(proc)
                 results.setdefault((shape, kind), []).append(res)
                 print(
-                    f"round {rnd + 1} {shape:13s} {kind:8s} "
+                    f"round {rnd + 1} {shape:13s} {kind:12s} "
                     + " ".join(f"{k}={v:,.1f}" for k, v in res.items()),
                     file=sys.stderr,
                     flush=True,
@@ -181,39 +211,45 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(
         f"\nMachine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}; rounds: {args.rounds}{' (quick)' if args.quick else ''}\n"
+        f"{platform.system()} {platform.release()}; rounds: {args.rounds}{' (quick)' if args.quick else ''}; "
+        f"gearpy pure: {modes['gearpy-pure']}; gearpy accelerated: {modes['gearpy']}\n"
     )
-    print("| shape | metric | gearpy | gearmand | ratio gearpy/gearmand | better |")
-    print("|---|---|---:|---:|---:|---|")
+    print(
+        "| shape | metric | gearmand | gearpy pure | gearpy accelerated "
+        "| pure/gearmand | accelerated/gearmand | best |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for shape in shapes:
-        gp = results[(shape, "gearpy")]
-        gm = results[(shape, "gearmand")]
-        for metric in gp[0]:
-            a = statistics.median(r[metric] for r in gp)
-            b = statistics.median(r[metric] for r in gm)
-            ratio = a / b if b else float("inf")
-            lower = metric in LOWER_IS_BETTER
-            better = "gearpy" if (ratio < 1) == lower else "gearmand"
+        series = {kind: results[(shape, kind)] for kind in KINDS}
+        for metric in series["gearmand"][0]:
+            med = {kind: statistics.median(r[metric] for r in rs) for kind, rs in series.items()}
+            noisy = {kind: _noisy([r[metric] for r in rs]) for kind, rs in series.items()}
+            base = med["gearmand"]
+            ratios = [
+                (f"{med[k] / base:.2f}x" if base else "inf")
+                + (" (noisy)" if noisy[k] or noisy["gearmand"] else "")
+                for k in ("gearpy-pure", "gearpy")
+            ]
             if metric in NO_WINNER:
-                better = "-"
-            spread = [r[metric] for r in gp] + [r[metric] for r in gm]
-            noisy = ""
-            for series in (gp, gm):
-                vals = [r[metric] for r in series]
-                if (
-                    len(vals) > 1
-                    and statistics.median(vals)
-                    and (max(vals) - min(vals)) / statistics.median(vals) > 0.25
-                ):
-                    noisy = " (noisy)"
-            del spread
-            print(f"| {SHAPES[shape]} | {metric} | {a:,.1f} | {b:,.1f} | {ratio:.2f}x{noisy} | {better} |")
+                best = "-"
+            else:
+                pick = min if metric in LOWER_IS_BETTER else max
+                best = HEADINGS[pick(KINDS, key=lambda k: med[k])]
+            cells = " | ".join(f"{med[k]:,.1f}" for k in KINDS)
+            print(f"| {SHAPES[shape]} | {metric} | {cells} | {' | '.join(ratios)} | {best} |")
     if ("durable", "gearpy-memory") in results:
         a = statistics.median(r["rate"] for r in results[("durable", "gearpy")])
         m = statistics.median(r["rate"] for r in results[("durable", "gearpy-memory")])
         print(
-            f"\nSame durable load on gearpy's memory queue: {m:,.1f} jobs/s; SQLite costs {a / m:.2f}x of it."
+            f"\nSame durable load on gearpy's memory queue (accelerated): {m:,.1f} jobs/s; "
+            f"SQLite costs {a / m:.2f}x of it."
         )
+
+
+def _noisy(vals: list[float]) -> bool:
+    """Rounds that spread by more than 25% of their median."""
+    mid = statistics.median(vals)
+    return len(vals) > 1 and bool(mid) and (max(vals) - min(vals)) / mid > 0.25
 
 
 if __name__ == "__main__":

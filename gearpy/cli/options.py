@@ -42,10 +42,11 @@ class ServerAddress(click.ParamType):  # type: ignore[type-arg]  # generic from 
         return str(value)
 
 
-def version_option(prog: str) -> Callable[[F], F]:
-    """``-V/--version``: print ``PROG VERSION`` and exit 0."""
+def version_option(prog: str, detail: str = "") -> Callable[[F], F]:
+    """``-V/--version``: print ``PROG VERSION`` (and ``(DETAIL)`` when given) and exit 0."""
+    suffix = f" ({detail})" if detail else ""
     return click.version_option(
-        __version__, "-V", "--version", prog_name=prog, message="%(prog)s %(version)s"
+        __version__, "-V", "--version", prog_name=prog, message=f"%(prog)s %(version)s{suffix}"
     )
 
 

@@ -7,7 +7,7 @@ module in their own I/O (python-hyper/h11 is the model).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from struct import Struct
 
 from gearpy.errors import LocalProtocolError, RemoteProtocolError
@@ -27,6 +27,9 @@ _HEADER = Struct(">4sII")
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
 _TYPES = {int(t): t for t in PacketType}
+#: ``Packet(...)`` runs the NamedTuple's ``__new__``, a Python function, even when this module is
+#: compiled; ``tuple.__new__`` builds the same object in C.
+_new_packet: Callable[[type[Packet], tuple[PacketType, tuple[bytes, ...], bool]], Packet] = tuple.__new__
 
 #: Default cap on one binary packet's body. gearmand accepts up to 4 GiB and allocates whatever a
 #: header claims; we refuse bodies above this before reading or allocating them.
@@ -261,7 +264,7 @@ class Decoder:
                 return
             body = buf[pos + HEADER_SIZE : end]
             pos = self._pos = end
-            yield Packet(types[kind], split_body(kind, body), request)
+            yield _new_packet(Packet, (types[kind], split_body(kind, body), request))
 
     def _next_admin(self, buf: bytes, pos: int) -> AdminCommand | None:
         if not self.allow_admin:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gearpy import exitcodes, logs
+from gearpy import _accel, exitcodes, logs
 from gearpy.cli.errors import fail, run_main
 from gearpy.cli.options import (
     CONTEXT_SETTINGS,
@@ -240,7 +240,7 @@ def _gearmand_queue_options(f: F) -> F:
 @click.option("--hashtable-buckets", default=None, type=int, help="Ignored (gearmand compatibility).")
 @click.option("--http-port", default=None, help="Ignored (gearmand compatibility).")
 @click.option("-r", "--protocol", default=None, help="gearmand's protocol plugin: refused (not supported).")
-@version_option(PROG)
+@version_option(PROG, f"hot path: {_accel.mode()}")
 def command(
     config_file: str | None,
     print_config: bool,

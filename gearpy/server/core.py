@@ -47,6 +47,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Final
 
 from gearpy.protocol import AdminCommand, Packet, PacketType, encode, encode_unchecked, encode_unchecked_one
 from gearpy.server.admin import answer_admin
@@ -107,6 +108,25 @@ _SUBMITS: dict[int, tuple[int, bool]] = {
     T.SUBMIT_REDUCE_JOB: (NORMAL, False),
     T.SUBMIT_REDUCE_JOB_BACKGROUND: (NORMAL, True),
 }
+
+
+# The packet types of the job cycle as Final ints: compiled (mypyc), a comparison with one is a
+# machine-integer compare, where ``T.X`` is an attribute lookup on the enum class at every use.
+_SUBMIT_JOB: Final = int(T.SUBMIT_JOB)
+_SUBMIT_JOB_BG: Final = int(T.SUBMIT_JOB_BG)
+_SUBMIT_JOB_EPOCH: Final = int(T.SUBMIT_JOB_EPOCH)
+_SUBMIT_REDUCE_JOB: Final = int(T.SUBMIT_REDUCE_JOB)
+_SUBMIT_REDUCE_JOB_BACKGROUND: Final = int(T.SUBMIT_REDUCE_JOB_BACKGROUND)
+_GRAB_JOB: Final = int(T.GRAB_JOB)
+_GRAB_JOB_UNIQ: Final = int(T.GRAB_JOB_UNIQ)
+_GRAB_JOB_ALL: Final = int(T.GRAB_JOB_ALL)
+_PRE_SLEEP: Final = int(T.PRE_SLEEP)
+_WORK_COMPLETE: Final = int(T.WORK_COMPLETE)
+_WORK_FAIL: Final = int(T.WORK_FAIL)
+_WORK_EXCEPTION: Final = int(T.WORK_EXCEPTION)
+_JOB_ASSIGN: Final = int(T.JOB_ASSIGN)
+_JOB_ASSIGN_UNIQ: Final = int(T.JOB_ASSIGN_UNIQ)
+_JOB_ASSIGN_ALL: Final = int(T.JOB_ASSIGN_ALL)
 
 
 def default_handle_prefix() -> bytes:
@@ -233,7 +253,18 @@ class ServerCore:
                 # gearmand consumes a \0RES packet of a valid type and answers INVALID_MAGIC.
                 self._send(conn, ERR_BAD_MAGIC)
                 return
-            self._dispatch[kind](conn, event.args, kind)
+            # The job cycle's packets as direct calls (native calls when compiled); the rest
+            # through the table.
+            if kind == _SUBMIT_JOB_BG or kind == _SUBMIT_JOB:
+                self._submit(conn, event.args, kind)
+            elif kind == _GRAB_JOB_UNIQ:
+                self._grab(conn, event.args, kind)
+            elif kind == _WORK_COMPLETE:
+                self._work_end(conn, event.args, kind)
+            elif kind == _PRE_SLEEP:
+                self.queues.pre_sleep(conn)
+            else:
+                self._dispatch[kind](conn, event.args, kind)
         else:
             self._send(conn, answer_admin(self, conn, event, self.admin_gate))
 
@@ -319,10 +350,10 @@ class ServerCore:
             return
         when = 0
         reducer = b""
-        if kind == T.SUBMIT_JOB_EPOCH:
+        if kind == _SUBMIT_JOB_EPOCH:
             when = parse_epoch(args[2])
             payload = args[3]
-        elif kind == T.SUBMIT_REDUCE_JOB or kind == T.SUBMIT_REDUCE_JOB_BACKGROUND:
+        elif kind == _SUBMIT_REDUCE_JOB or kind == _SUBMIT_REDUCE_JOB_BACKGROUND:
             reducer = args[2]
             payload = args[4]
             if len(reducer) > MAX_UNIQUE:
@@ -338,7 +369,7 @@ class ServerCore:
             if error is not None:
                 self._send(conn, error)
                 return
-        self.submit(conn, name, unique, payload, priority, background, when, reducer)
+        self.book.submit(conn, name, unique, payload, priority, background, when, reducer)
 
     def replay(self, stored: StoredJob) -> Job | None:
         """Queue a job read back from the store at start (keeps its store row)."""
@@ -438,14 +469,14 @@ class ServerCore:
         if self.timing:
             job.started_at = self.clock()
             self.observer.job_started(job)
-        if kind == T.GRAB_JOB:
-            self._send(conn, _frame(T.JOB_ASSIGN, job.handle, fn.name, job.payload))
-        elif kind == T.GRAB_JOB_ALL and job.reducer:
+        if kind == _GRAB_JOB:
+            self._send(conn, _frame(_JOB_ASSIGN, job.handle, fn.name, job.payload))
+        elif kind == _GRAB_JOB_ALL and job.reducer:
             self._send(
-                conn, _frame(T.JOB_ASSIGN_ALL, job.handle, fn.name, job.unique, job.reducer, job.payload)
+                conn, _frame(_JOB_ASSIGN_ALL, job.handle, fn.name, job.unique, job.reducer, job.payload)
             )
         else:
-            self._send(conn, _frame(T.JOB_ASSIGN_UNIQ, job.handle, fn.name, job.unique, job.payload))
+            self._send(conn, _frame(_JOB_ASSIGN_UNIQ, job.handle, fn.name, job.unique, job.payload))
 
     def _timed_out(self, job: Job, conn: Conn) -> None:
         """CAN_DO_TIMEOUT expired: the job fails (compat-notes §5), its worker keeps its slot."""
@@ -470,7 +501,7 @@ class ServerCore:
 
     def _owned_job(self, conn: Conn, handle: bytes, kind: int) -> Job | None:
         job = self.jobs.get(handle)
-        if job is None and kind == T.WORK_FAIL and handle == conn.last_exception:
+        if job is None and kind == _WORK_FAIL and handle == conn.last_exception:
             # Workers (Perl's, gearpy's, libgearman's) follow WORK_EXCEPTION with WORK_FAIL for
             # servers that ignore exceptions. The job already ended: swallow it rather than answer
             # ERROR JOB_NOT_FOUND, which makes Perl's Gearman::Worker die.
@@ -518,7 +549,7 @@ class ServerCore:
 
     def _work_end(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
         handle = args[0]
-        if kind == T.WORK_FAIL:
+        if kind == _WORK_FAIL:
             if handle.endswith(b"\x00"):
                 handle = handle.rstrip(b"\x00")
             if len(handle) > MAX_HANDLE:
@@ -532,20 +563,20 @@ class ServerCore:
         job.function.running -= 1
         job.worker = None
         if job.clients:
-            if kind == T.WORK_COMPLETE:
-                self._fan_out(job, _frame(T.WORK_COMPLETE, handle, args[1]))
-            elif kind == T.WORK_FAIL:
-                self._fan_out(job, encode_unchecked_one(T.WORK_FAIL, handle))
+            if kind == _WORK_COMPLETE:
+                self._fan_out(job, _frame(_WORK_COMPLETE, handle, args[1]))
+            elif kind == _WORK_FAIL:
+                self._fan_out(job, encode_unchecked_one(_WORK_FAIL, handle))
             else:
-                exc = _frame(T.WORK_EXCEPTION, handle, args[1])
-                fail = encode_unchecked_one(T.WORK_FAIL, handle)
+                exc = _frame(_WORK_EXCEPTION, handle, args[1])
+                fail = encode_unchecked_one(_WORK_FAIL, handle)
                 dirty = self.dirty
                 for c, times in job.clients.items():
                     c.push_times(exc if c.exceptions else fail, times)
                     dirty.add(c)
-        if kind == T.WORK_EXCEPTION:
+        if kind == _WORK_EXCEPTION:
             conn.last_exception = handle
-        outcome = "complete" if kind == T.WORK_COMPLETE else "fail" if kind == T.WORK_FAIL else "exception"
+        outcome = "complete" if kind == _WORK_COMPLETE else "fail" if kind == _WORK_FAIL else "exception"
         self._finish(job, outcome)
 
     def cancel(self, handle: bytes) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Final
 
 from gearpy.protocol import PacketType, encode, encode_unchecked_one
 from gearpy.server.durable import DurableWrites
@@ -23,6 +24,7 @@ from gearpy.server.wire import ERR_CONNECTION_JOBS, ERR_QUEUE_FULL, ERR_QUEUE_ME
 
 log = logging.getLogger("gearpy.server.core")
 T = PacketType
+_JOB_CREATED: Final = int(T.JOB_CREATED)  # a machine int when compiled (see core.py)
 
 #: What a job costs the server beyond its payload (its record, handle, queue and index entries),
 #: and what a unique adds (its two index entries; plus the unique and the function name, which the
@@ -168,7 +170,7 @@ class JobBook:
         if self.timing:
             self.observer.job_submitted(job)
         if conn is not None:
-            data = encode_unchecked_one(T.JOB_CREATED, handle)
+            data = encode_unchecked_one(_JOB_CREATED, handle)
             conn.out.append(data)
             conn.out_bytes += len(data)
             self.dirty.add(conn)

@@ -23,7 +23,7 @@ from gevent.event import Event
 from gevent.socket import wait_read, wait_write
 from gevent.timeout import Timeout
 
-from gearpy import __version__
+from gearpy import __version__, _accel
 from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
 from gearpy.metrics import parse_listen, serve_metrics
@@ -158,11 +158,12 @@ class GearServer:
         for host, port in bound:
             log.log(
                 NOTICE,
-                "gearpy-server %s listening on %s:%d%s",
+                "gearpy-server %s listening on %s:%d%s; hot path: %s",
                 __version__,
                 host,
                 port,
                 " (TLS)" if self.ssl_context else "",
+                _accel.mode(),
             )
 
     def _start_metrics(self, metrics: ServerMetrics, listen: str) -> None:

@@ -6,6 +6,7 @@ knows nothing of signals or files, so embedding a server (tests, an application)
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -22,6 +23,26 @@ from gearpy.server.pidfile import remove_pid_file, write_pid_file
 from gearpy.server.store import QueueStore
 
 log = logging.getLogger("gearpy.server")
+
+
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path; call once start-up is done.
+
+    A queued job is a few GC-tracked objects that live until a worker takes it. With CPython's
+    defaults a collection runs every 700 allocations and the older generations are walked again
+    and again as the queue grows: measured at about a third of the instructions of a background
+    submit with 20,000 jobs queued (benchmarks/core_micro.py under valgrind). ``gc.freeze()`` moves
+    everything start-up created (modules, classes, configuration) out of the collector's sight,
+    and a higher young threshold makes collections rarer. Reference cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def install_signals(server: GearServer, on_hup: Callable[[], None]) -> None:
@@ -81,6 +102,7 @@ def run(
                 print(message, end="", file=sys.stderr)
             server.stop()
             return exitcodes.FAILURE
+    tune_gc()
     if ready is not None:
         ready(None)
     try:

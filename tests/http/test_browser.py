@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from gearpy import __version__
+from gearpy import __version__, _accel
 from gearpy.client import Client
 
 from support.dashboard import make_browser, run_worker, stop_worker
@@ -41,7 +41,7 @@ def test_overview_loads(dash, browser):
     browser.get(dash.url + "/")
     card = _wait(browser, "#card-version .value")
     assert card.text == __version__
-    assert _wait(browser, "#card-mode .value").text == "pure"
+    assert _wait(browser, "#card-mode .value").text == _accel.mode()
     assert _wait(browser, "#card-store .badge").text == "healthy"
     assert _wait(browser, "#rate-chart").tag_name == "svg"
     _no_js_errors(browser)

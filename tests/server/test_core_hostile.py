@@ -77,10 +77,14 @@ def attach_and_leave(n: int) -> Callable[[], None]:
     return run
 
 
+@pytest.mark.slow
 def test_attaching_and_detaching_many_clients_is_linear():
-    small = best_of(3, attach_and_leave(4000))
-    large = best_of(1, attach_and_leave(64000))  # 16 times as many: quadratic would be 256 times
-    assert large < 60 * max(small, 0.01), f"4k clients: {small:.3f} s, 64k: {large:.3f} s"
+    # 16k, not 4k: 4k clients' state fits in the CPU caches, and compiled (mypyc) that small run
+    # took 0.009 s against 0.7-1.1 s for 64k, a cache effect rather than a quadratic path (16k to
+    # 256k measures 16-18x in both modes).
+    small = best_of(3, attach_and_leave(16000))
+    large = best_of(1, attach_and_leave(256000))  # 16 times as many: quadratic would be 256 times
+    assert large < 60 * max(small, 0.01), f"16k clients: {small:.3f} s, 256k: {large:.3f} s"
 
 
 def test_duplicate_can_do_registers_once_and_grabs_stay_cheap():

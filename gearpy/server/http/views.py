@@ -16,8 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gearpy import __version__
-from gearpy.server import core
+from gearpy import __version__, _accel
 from gearpy.server.interfaces import NullObserver
 from gearpy.server.state import HIGH, LOW, NORMAL, Conn, Function, Job
 
@@ -40,8 +39,8 @@ def text(data: bytes) -> str:
 
 
 def accelerator_mode() -> str:
-    """``compiled`` when the server core runs as a compiled extension (mypyc/Cython), else ``pure``."""
-    return "compiled" if not str(getattr(core, "__file__", "")).endswith(".py") else "pure"
+    """The hot path's mode, as ``gearpy-server --version`` says it (``compiled (mypyc)``/``pure``)."""
+    return _accel.mode()
 
 
 class Tally:
