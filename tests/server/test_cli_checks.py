@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from gearpy import exitcodes
+from gearpy import _accel, exitcodes
 from gearpy.testing import ServerProcess, free_port, gearpy_server_argv
 
 SERVER = [sys.executable, "-m", "gearpy.server"]
@@ -256,7 +256,7 @@ def test_ctrl_c_exits_130_and_sigterm_0(tmp_path):
 
 def test_version_and_help():
     out = run_cli("--version")
-    assert (out.returncode, out.stdout) == (0, "gearpy-server 0.1.0\n")
+    assert (out.returncode, out.stdout) == (0, f"gearpy-server 0.1.0 (hot path: {_accel.mode()})\n")
     out = run_cli("--help")
     assert out.returncode == 0
     text = out.stdout
