@@ -19,7 +19,10 @@ SERVER = [sys.executable, "-m", "gearpy.server"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, argv: list[str] | None = None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEARPY_")}
+    # No GEARPY_* setting leaks in from the caller, but the hot-path mode of this run does.
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GEARPY_") or k == "GEARPY_PURE_PYTHON"
+    }
     full_env.update(env or {})
     return subprocess.run(
         [*(argv or SERVER), *args],
