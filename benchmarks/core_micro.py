@@ -3,8 +3,8 @@
     python benchmarks/core_micro.py                      # as installed (compiled when built)
     GEARPY_PURE_PYTHON=1 python benchmarks/core_micro.py # the .py sources
 
-Feeds pre-encoded request bytes to a :class:`~gearpy.protocol.Decoder` and the decoded events to a
-:class:`~gearpy.server.core.ServerCore`, as the connection layer does, and clears the output
+Feeds pre-encoded request bytes to :meth:`~gearpy.server.core.ServerCore.receive` (decoding and
+dispatch), as the connection layer does, and clears the output
 buffers the connection layer would send. Two loads: background submits (``bg``), and a foreground
 cycle (``fg``: SUBMIT_JOB, the worker's GRAB_JOB_UNIQ, WORK_COMPLETE, PRE_SLEEP/NOOP). The result
 is the best of ``--repeat`` runs in microseconds per job: the in-process floor under what
@@ -44,9 +44,7 @@ class NoTimers:
 
 
 def _feed(core: ServerCore, conn: Conn, dec: Decoder, data: bytes) -> None:
-    dec.feed(data)
-    for event in dec.events():
-        core.handle(conn, event)
+    core.receive(conn, dec, data)  # as the connection layer does, once per read
 
 
 def bg(jobs: int, batch: int = 1000) -> float:

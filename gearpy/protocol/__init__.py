@@ -5,8 +5,10 @@ layout.
 """
 
 from gearpy.protocol.codec import (
+    ADMIN_LINE,
     DEFAULT_MAX_ADMIN_LINE,
     DEFAULT_MAX_PACKET_SIZE,
+    NEED_MORE,
     AdminLineTooLong,
     BadMagic,
     Decoder,
@@ -34,6 +36,8 @@ from gearpy.protocol.packets import (
 )
 
 __all__ = [
+    "ADMIN_LINE",
+    "NEED_MORE",
     "DEFAULT_MAX_ADMIN_LINE",
     "DEFAULT_MAX_PACKET_SIZE",
     "FIELD_COUNT",

@@ -9,11 +9,11 @@ carry four terminated fields (function, unique, reducer, aggregator) before the 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-REQ = b"\x00REQ"
-RES = b"\x00RES"
-HEADER_SIZE = 12
+REQ: Final = b"\x00REQ"
+RES: Final = b"\x00RES"
+HEADER_SIZE: Final = 12
 
 
 class PacketType(IntEnum):
@@ -63,7 +63,7 @@ class PacketType(IntEnum):
     STATUS_RES_UNIQUE = 42
 
 
-MAX_TYPE = 42
+MAX_TYPE: Final = 42
 
 T = PacketType
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from gearpy.protocol import AdminCommand, Packet
+from gearpy.protocol import AdminCommand
 from gearpy.server import refusals
 from gearpy.server.index import DropOutcome
 from gearpy.server.interfaces import AdminGate
@@ -228,20 +228,3 @@ _COMMANDS: dict[bytes, Handler] = {
     b"verbose": _verbose,
     b"getpid": _getpid,
 }
-
-
-def admin_lines_only(
-    handle: Callable[[Conn, Packet | AdminCommand], None],
-) -> Callable[[Conn, Packet | AdminCommand], None]:
-    """The core's ``handle`` for the connection kept for a loopback admin: binary packets close it.
-
-    That slot exists so that an operator can still run ``gearadmin --status`` (or ``gearpy-client
-    status``) when ``max_connections`` are taken; a worker or client must not take it.
-    """
-
-    def admin_only(conn: Conn, event: Packet | AdminCommand) -> None:
-        if isinstance(event, Packet):
-            raise CloseConnection("binary packet on the connection kept for a loopback admin")
-        handle(conn, event)
-
-    return admin_only

@@ -49,7 +49,19 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gearpy.protocol import AdminCommand, Packet, PacketType, encode, encode_unchecked, encode_unchecked_one
+from gearpy.errors import RemoteProtocolError
+from gearpy.protocol import (
+    ADMIN_LINE,
+    NEED_MORE,
+    AdminCommand,
+    Decoder,
+    Packet,
+    PacketTooLarge,
+    PacketType,
+    encode,
+    encode_unchecked,
+    encode_unchecked_one,
+)
 from gearpy.server.admin import answer_admin
 from gearpy.server.index import DEFAULT_MAX_IDLE_FUNCTIONS, DropOutcome, JobIndex
 from gearpy.server.interfaces import (
@@ -109,6 +121,10 @@ _SUBMITS: dict[int, tuple[int, bool]] = {
     T.SUBMIT_REDUCE_JOB_BACKGROUND: (NORMAL, True),
 }
 
+
+#: ``_SUBMITS`` as tuples indexed by packet type (compiled: an index, not a dict lookup).
+_PRIORITY_OF: Final = tuple(_SUBMITS[t][0] if t in _SUBMITS else NORMAL for t in range(max(_SUBMITS) + 1))
+_BACKGROUND_OF: Final = tuple(_SUBMITS[t][1] if t in _SUBMITS else False for t in range(max(_SUBMITS) + 1))
 
 # The packet types of the job cycle as Final ints: compiled (mypyc), a comparison with one is a
 # machine-integer compare, where ``T.X`` is an attribute lookup on the enum class at every use.
@@ -248,25 +264,64 @@ class ServerCore:
     def handle(self, conn: Conn, event: Packet | AdminCommand) -> None:
         """Apply one decoded event from ``conn``. May raise :class:`CloseConnection`."""
         if isinstance(event, Packet):
-            kind = event.kind
-            if not event.request:
-                # gearmand consumes a \0RES packet of a valid type and answers INVALID_MAGIC.
-                self._send(conn, ERR_BAD_MAGIC)
-                return
-            # The job cycle's packets as direct calls (native calls when compiled); the rest
-            # through the table.
-            if kind == _SUBMIT_JOB_BG or kind == _SUBMIT_JOB:
-                self._submit(conn, event.args, kind)
-            elif kind == _GRAB_JOB_UNIQ:
-                self._grab(conn, event.args, kind)
-            elif kind == _WORK_COMPLETE:
-                self._work_end(conn, event.args, kind)
-            elif kind == _PRE_SLEEP:
-                self.queues.pre_sleep(conn)
-            else:
-                self._dispatch[kind](conn, event.args, kind)
+            self._apply(conn, int(event.kind), event.args, event.request)
         else:
             self._send(conn, answer_admin(self, conn, event, self.admin_gate))
+
+    def receive(self, conn: Conn, decoder: Decoder, data: bytes) -> tuple[int, str | None]:
+        """Feed bytes read from ``conn`` and apply every complete event: (events applied, close reason).
+
+        The connection layer's one call per read: decoding and dispatch run here, so that compiled
+        they are native calls with no event object built (:meth:`Decoder.advance`). A reason means
+        the connection must close once its output is flushed (``conn.closing`` is set; a packet
+        above ``max_packet_size`` is answered first, as gearmand does).
+        """
+        decoder.feed(data)
+        n = 0
+        try:
+            while True:
+                kind = decoder.advance()
+                if kind == NEED_MORE:
+                    break
+                n += 1
+                if kind == ADMIN_LINE:
+                    self._send(conn, answer_admin(self, conn, decoder.admin, self.admin_gate))
+                elif conn.admin_only:
+                    raise CloseConnection("binary packet on the connection kept for a loopback admin")
+                else:
+                    self._apply(conn, kind, decoder.args, decoder.request)
+                if conn.closing:
+                    break
+        # (one name per handler: compiled, a name bound in two handlers keeps the first's type)
+        except CloseConnection as close:
+            conn.closing = True
+            return n, f"closed: {close}"
+        except PacketTooLarge as too_large:
+            log.warning("connection %d from %s: %s", conn.id, conn.ip, too_large)
+            self.reject_packet_too_large(conn, str(too_large))
+            return n, f"closed: {too_large}"
+        except RemoteProtocolError as bad:
+            conn.closing = True
+            return n, f"protocol error: {bad}"
+        return n, None
+
+    def _apply(self, conn: Conn, kind: int, args: tuple[bytes, ...], request: bool) -> None:
+        if not request:
+            # gearmand consumes a \0RES packet of a valid type and answers INVALID_MAGIC.
+            self._send(conn, ERR_BAD_MAGIC)
+            return
+        # The job cycle's packets as direct calls (native calls when compiled); the rest
+        # through the table.
+        if kind == _SUBMIT_JOB_BG or kind == _SUBMIT_JOB:
+            self._submit(conn, args, kind)
+        elif kind == _GRAB_JOB_UNIQ:
+            self._grab(conn, args, kind)
+        elif kind == _WORK_COMPLETE:
+            self._work_end(conn, args, kind)
+        elif kind == _PRE_SLEEP:
+            self.queues.pre_sleep(conn)
+        else:
+            self._dispatch[kind](conn, args, kind)
 
     def _build_dispatch(self) -> dict[int, Handler]:
         d: dict[int, Handler] = {t: self._not_expected for t in PacketType}
@@ -343,7 +398,8 @@ class ServerCore:
     # ---------------------------------------------------------------- submit
 
     def _submit(self, conn: Conn, args: tuple[bytes, ...], kind: int) -> None:
-        priority, background = _SUBMITS[kind]
+        priority = _PRIORITY_OF[kind]
+        background = _BACKGROUND_OF[kind]
         name, unique = args[0], args[1]
         if self.acl is not None and not self.acl.allowed(conn.peer_cert_subject, "invoke", name):
             self._send(conn, ERR_PERMISSION)

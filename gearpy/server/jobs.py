@@ -30,8 +30,8 @@ _JOB_CREATED: Final = int(T.JOB_CREATED)  # a machine int when compiled (see cor
 #: and what a unique adds (its two index entries; plus the unique and the function name, which the
 #: coalescing key holds): measured with tracemalloc, rounded up. ``max_queued_bytes`` counts them,
 #: so empty-payload jobs cannot fill memory unseen (issue 18.5).
-JOB_BYTES = 320
-UNIQUE_BYTES = 300
+JOB_BYTES: Final = 320
+UNIQUE_BYTES: Final = 300
 
 
 def footprint(job: Job) -> int:

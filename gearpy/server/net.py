@@ -1,10 +1,14 @@
 """The thin gevent layer around :class:`ServerCore`: listeners, connections, timers.
 
-One greenlet per connection reads (large chunks), feeds the sans-I/O decoder, applies every
-complete event to the core, then flushes the output of every connection the core touched: a
-non-blocking ``send`` straight from the reading greenlet in the common case, a writer greenlet only
-when a peer's socket buffer is full. Sockets are plain non-blocking stdlib sockets waited on with
-gevent's ``wait_read``/``wait_write``: no per-call wrapper overhead on the hot path.
+A plain TCP connection has no greenlet: the loop calls :meth:`GearServer._on_readable` from the
+connection's read watcher, which reads once (large chunks) and hands the bytes to
+:meth:`ServerCore.receive` (decoding and dispatch, compiled when the accelerator is built). Once the
+loop has run every ready connection, one flush sends the output of every connection the core
+touched: a non-blocking ``send`` in the common case, a writer greenlet only when a peer's socket
+buffer is full. Measured against a greenlet per connection (BENCHMARKS.md), this saves the switch
+into the hub and back and the ``recv`` that failed with EAGAIN before each wait. A TLS connection
+keeps a reader greenlet (the handshake, and SSL's want-read/want-write). Timers of the loop bound
+a half-sent packet (``packet_timeout``) and a connection that holds nothing (``idle_timeout``).
 """
 
 from __future__ import annotations
@@ -24,14 +28,12 @@ from gevent.socket import wait_read, wait_write
 from gevent.timeout import Timeout
 
 from gearpy import __version__, _accel
-from gearpy.errors import RemoteProtocolError
 from gearpy.logs import NOTICE
 from gearpy.metrics import parse_listen, serve_metrics
-from gearpy.protocol import Decoder, PacketTooLarge
+from gearpy.protocol import Decoder
 from gearpy.server.acl import AdminPolicy, FunctionAcl
-from gearpy.server.admin import admin_lines_only
 from gearpy.server.config import ServerConfig
-from gearpy.server.core import CloseConnection, ServerCore
+from gearpy.server.core import ServerCore
 from gearpy.server.http import Dashboard
 from gearpy.server.interfaces import Observer
 from gearpy.server.metrics import ServerMetrics
@@ -57,19 +59,49 @@ _refused = RateLimitedLog(log)
 
 
 class _Link:
-    """I/O side of one connection: the socket, its reader greenlet, a pending partial write."""
+    """I/O side of one connection: the socket, how it is read, a pending partial write."""
 
-    __slots__ = ("sock", "conn", "reader", "writer", "backlog", "closed", "resume")
+    __slots__ = (
+        "sock",
+        "conn",
+        "decoder",
+        "reader",
+        "watcher",
+        "timer",
+        "writer",
+        "backlog",
+        "closed",
+        "resume",
+        "paused",
+        "last_read",
+        "reason",
+        "slot",
+    )
 
-    def __init__(self, sock: socket.socket, conn: Conn) -> None:
+    def __init__(self, sock: socket.socket, conn: Conn, decoder: Decoder) -> None:
         self.sock = sock
         self.conn = conn
+        self.decoder = decoder
+        #: the reader greenlet of a TLS connection
         self.reader: gevent.Greenlet | None = None
+        #: the read watcher of a plain TCP connection (served by callbacks, no greenlet)
+        self.watcher: Any = None
+        #: the loop timer bounding a half-received packet, or the last output's drain at close
+        self.timer: Any = None
         self.writer: gevent.Greenlet | None = None
         self.backlog = b""
         self.closed = False
-        #: set while the reader waits for the store to answer some of this connection's submits
+        #: set while a TLS reader waits for the store to answer some of this connection's submits
         self.resume: Event | None = None
+        #: a plain connection not read until the store answered some of its submits
+        self.paused = False
+        #: when the connection was last read or last seen holding something (``idle_timeout``)
+        self.last_read = monotonic()
+        #: why the connection is closing, logged once when it closes
+        self.reason: str | None = None
+        #: closing gives back the connection's place under ``max_connections`` (plain TCP; a TLS
+        #: connection's greenlet gives it back, the handshake included)
+        self.slot = False
 
 
 class GearServer:
@@ -127,6 +159,8 @@ class GearServer:
         #: the one connection admitted beyond ``max_connections`` for a loopback admin is in use
         self._admin_slot_used = False
         self._flush_scheduled = False
+        self._loop = gevent.get_hub().loop
+        self._idle_sweeper: Any = None
         self._stopped = Event()
         self.exit_code = 0
 
@@ -155,6 +189,11 @@ class GearServer:
             self.dashboard.start(self)
         for sock in self.listeners:
             self._acceptors.append(gevent.spawn(self._accept_loop, sock))
+        if self.cfg.idle_timeout:
+            # One sweep for every connection, not a timer re-armed at each read.
+            every = min(1.0, max(0.05, self.cfg.idle_timeout / 4))
+            self._idle_sweeper = self._loop.timer(every, every)
+            self._idle_sweeper.start(self._sweep_idle)
         for host, port in bound:
             log.log(
                 NOTICE,
@@ -195,6 +234,9 @@ class GearServer:
         if self._stopped.is_set():
             return
         self._close_listeners()
+        if self._idle_sweeper is not None:
+            self._idle_sweeper.close()
+            self._idle_sweeper = None
         if self._metrics_server is not None:
             self._metrics_server.stop(timeout=1)
         if self.dashboard is not None:
@@ -257,67 +299,180 @@ class GearServer:
                     continue
                 admin_only = self._admin_slot_used = True
             self.open_connections += 1
-            gevent.spawn(self._serve_counted, sock, addr, admin_only)
+            if self.ssl_context is None:
+                self._attach(sock, addr, admin_only)
+            else:
+                gevent.spawn(self._serve_counted, sock, addr, admin_only)
 
     def _serve_counted(self, sock: socket.socket, addr: Any, admin_only: bool) -> None:
         """Serve one connection, counted from accept to close (the TLS handshake included)."""
         try:
             self._serve(sock, addr, admin_only)
         finally:
-            self.open_connections -= 1
-            if admin_only:
-                self._admin_slot_used = False
+            self._release_slot(admin_only)
+
+    def _release_slot(self, admin_only: bool) -> None:
+        self.open_connections -= 1
+        if admin_only:
+            self._admin_slot_used = False
 
     # ---------------------------------------------------------------- one connection
 
-    def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
-        tune_connection(sock, self.cfg)
-        subject: str | None = None
-        if self.ssl_context is not None:
-            shaken = handshake(self.ssl_context, sock, addr, self.cfg.handshake_timeout)
-            if shaken is None:
-                return
-            sock, subject = shaken
+    def _open_link(self, sock: socket.socket, addr: Any, subject: str | None, admin_only: bool) -> _Link:
+        """Register an accepted (and, with TLS, handshaken) connection with the core."""
         self._next_id += 1
         ip = addr[0] if isinstance(addr, tuple) else "-"
         port = addr[1] if isinstance(addr, tuple) and len(addr) > 1 else 0
         conn = Conn(self._next_id, sock.fileno(), ip, port)
-        link = _Link(sock, conn)
-        link.reader = gevent.getcurrent()
         conn.peer_cert_subject = subject
+        conn.admin_only = admin_only
+        link = _Link(sock, conn, Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line))
         self.links[conn.id] = link
-        core = self.core
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.connections.inc()
+        if self.metrics is not None:
+            self.metrics.connections.inc()
+        self.core.connect(conn)
+        log.info("connection %d from %s:%s opened", conn.id, ip, port)
+        return link
+
+    def _attach(self, sock: socket.socket, addr: Any, admin_only: bool) -> None:
+        """Serve a plain TCP connection from the loop's read watcher (see the module docstring)."""
+        tune_connection(sock, self.cfg)
+        link = self._open_link(sock, addr, None, admin_only)
+        link.slot = True
+        link.watcher = self._loop.io(sock.fileno(), 1)
+        link.watcher.start(self._on_readable, link)
+        self._on_readable(link)  # what arrived with the connection (or its end) is read now
+
+    def _on_readable(self, link: _Link) -> None:
+        """One read of a plain TCP connection, applied to the core (called by the loop)."""
+        try:
+            data = link.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            link.reason = exc.strerror or str(exc)
+            self._close_link(link)
+            return
+        if not data:
+            link.reason = "closed by peer"
+            self._close_link(link)
+            return
+        conn = link.conn
+        n = self._receive(link, data)
+        if conn.closing or link.closed:
+            self._finish_closing(link)
+            return
+        if self.cfg.packet_timeout:
+            if not link.decoder.buffered:
+                self._stop_timer(link)
+            elif n or link.timer is None:
+                # Half a packet: all of it must arrive within packet_timeout of its first byte,
+                # however the peer drips it (no slowloris).
+                self._stop_timer(link)
+                link.timer = self._loop.timer(self.cfg.packet_timeout)
+                link.timer.start(self._packet_timed_out, link)
+        if conn.pending > self.cfg.max_pending_commits:
+            # Stop reading until the store answered half of its waiting submits (``flush``
+            # resumes): its further requests stay in the socket buffers and TCP slows the peer
+            # down, so a slow store costs a pipelining client latency, not the server memory.
+            link.watcher.stop()
+            link.paused = True
+            self.flush()
+        elif conn.out_bytes > FLUSH_NOW_BYTES:
+            self.flush()  # send (and enforce the output cap) before reading more
+        elif not self._flush_scheduled:
+            # Flush once the loop has run every connection that is ready: replies to many
+            # peers, and several replies to one peer, then go out in as few sends as possible.
+            self._flush_scheduled = True
+            self._loop.run_callback(self.flush)
+
+    def _receive(self, link: _Link, data: bytes) -> int:
+        """Apply ``data`` to the core: the events it held (a close reason is kept on the link)."""
+        conn = link.conn
+        if self.cfg.idle_timeout:
+            link.last_read = monotonic()
+        try:
+            n, reason = self.core.receive(conn, link.decoder, data)
+        except Exception as exc:  # a bug of ours: one log line and a close, never a traceback
+            n, reason = 0, f"closed: internal error: {type(exc).__name__}: {exc}"
+            log.error("connection %d from %s: %s", conn.id, conn.ip, reason[8:])
+            conn.closing = True
+        if reason is not None:
+            link.reason = reason
+        if self.metrics is not None:
+            self.metrics.packets_in.inc(n)
+            self.metrics.bytes_in.inc(len(data))
+        return n
+
+    def _finish_closing(self, link: _Link) -> None:
+        """The core closes the connection: send its last words (an ERROR, say), then close."""
+        if link.reason is None:
+            link.reason = "closed by server"
+        self.flush()
+        if link.closed:
+            return
+        if link.writer is None:
+            self._close_link(link)
+            return
+        # The last words may sit behind a backlog: the writer sends them and closes the link
+        # itself once done, within a bounded time.
+        if link.watcher is not None:
+            link.watcher.stop()
+        self._stop_timer(link)
+        link.timer = self._loop.timer(CLOSING_DRAIN_SECONDS)
+        link.timer.start(self._close_link, link)
+
+    def _packet_timed_out(self, link: _Link) -> None:
+        link.timer = None
+        link.reason = "closed: incomplete packet timed out"
+        self._close_link(link)
+
+    def _stop_timer(self, link: _Link) -> None:
+        if link.timer is not None:
+            link.timer.close()
+            link.timer = None
+
+    def _sweep_idle(self) -> None:
+        """Close connections that held nothing for ``idle_timeout`` (neither a worker nor waiting
+        for a result, a durable commit or unsent output): each holds a slot for nothing."""
+        now = monotonic()
+        limit = self.cfg.idle_timeout
+        for link in list(self.links.values()):
+            conn = link.conn
+            if conn.abilities or conn.waiting or conn.jobs or conn.pending or conn.out_bytes or link.backlog:
+                link.last_read = now  # busy: its idle time starts when it holds nothing
+            elif now - link.last_read >= limit and not link.closed:
+                link.reason = "closed: idle timeout"
+                self._close_link(link)
+
+    def _serve(self, sock: socket.socket, addr: Any, admin_only: bool = False) -> None:
+        """Serve a TLS connection from its own greenlet: handshake, then read until it ends."""
+        tune_connection(sock, self.cfg)
+        assert self.ssl_context is not None
+        shaken = handshake(self.ssl_context, sock, addr, self.cfg.handshake_timeout)
+        if shaken is None:
+            return
+        sock, subject = shaken
+        link = self._open_link(sock, addr, subject, admin_only)
+        link.reader = gevent.getcurrent()
+        conn = link.conn
         packet_timeout = self.cfg.packet_timeout  # 0: no limit
         hub = gevent.get_hub()
-        run_callback = hub.loop.run_callback
         # One read watcher for the connection's life: wait_read() would make (and register with
         # epoll) a new one at every wait.
-        fd = sock.fileno()
-        readable = hub.loop.io(fd, 1)
+        readable = hub.loop.io(sock.fileno(), 1)
         hub_wait = hub.wait
-        core.connect(conn)
-        log.info("connection %d from %s:%s opened", conn.id, ip, port)
-        decoder = Decoder(self.cfg.max_packet_size, self.cfg.max_admin_line)
         recv = sock.recv
-        handle = admin_lines_only(core.handle) if admin_only else core.handle
-        idle_timeout = self.cfg.idle_timeout  # 0: none
         partial_since: float | None = None
         reads = 0
-        reason = "closed by peer"
         try:
             while True:
-                # Read again before waiting, even after a short read: a recv() that fails with
-                # EAGAIN costs less than a trip through the hub, and pipelining peers often have
-                # sent more meanwhile (measured: waiting first cost 25% more CPU per job).
+                # Read again before waiting: SSL may hold decrypted bytes the socket no longer
+                # signals, and pipelining peers often have sent more meanwhile.
                 try:
                     data = recv(RECV_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError):
                     if partial_since is not None:
-                        # Half a packet: all of it must arrive within packet_timeout of its first
-                        # byte, however the peer drips it (no slowloris).
                         left = partial_since + packet_timeout - monotonic()
                         try:
                             if left <= 0:
@@ -325,61 +480,26 @@ class GearServer:
                             with Timeout(left, _PacketTimeout):
                                 hub_wait(readable)
                         except _PacketTimeout:
-                            reason = "closed: incomplete packet timed out"
-                            break
-                    elif idle_timeout and not (
-                        conn.abilities or conn.waiting or conn.jobs or conn.pending or conn.out_bytes
-                    ):
-                        # Silent, and neither a worker nor waiting for a result, a durable commit
-                        # (a background submit's JOB_CREATED) or unsent output: it holds a slot
-                        # for nothing.
-                        try:
-                            with Timeout(idle_timeout, _PacketTimeout):
-                                hub_wait(readable)
-                        except _PacketTimeout:
-                            reason = "closed: idle timeout"
+                            link.reason = "closed: incomplete packet timed out"
                             break
                     else:
-                        hub_wait(readable)
+                        hub_wait(readable)  # (idle connections: ``_sweep_idle``)
                     continue
                 except OSError as exc:
-                    reason = exc.strerror or str(exc)
+                    link.reason = exc.strerror or str(exc)
                     break
                 if not data:
+                    link.reason = "closed by peer"
                     break
-                decoder.feed(data)
-                n = 0
-                try:
-                    for event in decoder.events():
-                        n += 1
-                        handle(conn, event)
-                        if conn.closing:
-                            break
-                except CloseConnection as exc:
-                    reason = f"closed: {exc}"
-                    conn.closing = True
-                except PacketTooLarge as exc:
-                    reason = f"closed: {exc}"
-                    log.warning("connection %d from %s: %s", conn.id, ip, exc)
-                    core.reject_packet_too_large(conn, str(exc))
-                except RemoteProtocolError as exc:
-                    reason = f"protocol error: {exc}"
-                    conn.closing = True
-                except Exception as exc:  # a bug of ours: one log line and a close, never a traceback
-                    reason = f"closed: internal error: {type(exc).__name__}: {exc}"
-                    log.error("connection %d from %s: %s", conn.id, ip, reason[8:])
-                    conn.closing = True
-                if not packet_timeout or not decoder.buffered:
+                n = self._receive(link, data)
+                if not packet_timeout or not link.decoder.buffered:
                     partial_since = None
                 elif n or partial_since is None:
                     partial_since = monotonic()
-                if metrics is not None:
-                    metrics.packets_in.inc(n)
-                    metrics.bytes_in.inc(len(data))
                 if conn.closing or link.closed:
+                    if link.reason is None:
+                        link.reason = "closed by server"
                     self.flush()
-                    if reason == "closed by peer":
-                        reason = "closed by server"
                     writer = link.writer
                     if writer is not None and not link.closed:
                         # The last words (an ERROR) may sit behind a backlog: let the writer send
@@ -397,24 +517,18 @@ class GearServer:
                     self.flush()
                     gevent.sleep(0)
                     continue
-                # Flush once the loop has run every connection that is ready: replies to many
-                # peers, and several replies to one peer, then go out in as few sends as possible.
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
-                    run_callback(self.flush)
+                    hub.loop.run_callback(self.flush)
         except gevent.GreenletExit:
-            reason = "closed by server"
+            pass
         finally:
             readable.close()
-            log.info("connection %d from %s:%s %s", conn.id, ip, port, reason)
             self._close_link(link, from_reader=True)
 
     def _await_commits(self, link: _Link) -> None:
-        """Stop reading from a peer until the store answered half of its waiting submits.
-
-        Its further requests stay in the socket buffers, and TCP slows the peer down: a slow store
-        costs a pipelining client latency, not the server memory.
-        """
+        """Stop reading from a TLS peer until the store answered half of its waiting submits
+        (the same back-pressure as a paused plain connection's)."""
         self.flush()
         link.resume = Event()
         try:
@@ -429,10 +543,20 @@ class GearServer:
             return
         first = not link.closed
         link.closed = True
+        conn = link.conn
+        if first:
+            reason = link.reason or "closed by server"
+            log.info("connection %d from %s:%s %s", conn.id, conn.ip, conn.port, reason)
+            if link.slot:
+                self._release_slot(conn.admin_only)
         if first or from_reader:
-            if self.links.pop(link.conn.id, None) is not None:
-                self.core.disconnect(link.conn)
+            if self.links.pop(conn.id, None) is not None:
+                self.core.disconnect(conn)
                 self.flush()
+        if link.watcher is not None:
+            link.watcher.close()
+            link.watcher = None
+        self._stop_timer(link)
         if link.writer is not None and link.writer is not gevent.getcurrent():
             link.writer.kill(block=False)
         try:
@@ -477,6 +601,8 @@ class GearServer:
                 self._close_link(link)
                 continue
             data = conn.take_output()
+            if link.paused:
+                self._maybe_resume(link)
             if not data:
                 continue
             try:
@@ -498,6 +624,12 @@ class GearServer:
             elif conn.closing:
                 self._close_link(link)
 
+    def _maybe_resume(self, link: _Link) -> None:
+        """Read a paused plain connection again once the store answered half of its submits."""
+        if link.conn.pending <= self.cfg.max_pending_commits // 2 and link.watcher is not None:
+            link.paused = False
+            link.watcher.start(self._on_readable, link)
+
     def _write_backlog(self, link: _Link) -> None:
         sock = link.sock
         conn = link.conn
@@ -509,6 +641,8 @@ class GearServer:
                     data = conn.take_output()
                     if link.resume is not None:
                         link.resume.set()
+                    if link.paused:
+                        self._maybe_resume(link)
                     if not data:
                         break
                 try:

@@ -231,6 +231,7 @@ class Conn:
         "peer_cert_subject",
         "last_exception",
         "late",
+        "admin_only",
     )
 
     def __init__(self, conn_id: int, fd: int = -1, ip: str = "127.0.0.1", port: int = 0) -> None:
@@ -267,6 +268,9 @@ class Conn:
         self.last_exception: bytes | None = None
         #: handles of jobs that timed out on this worker -> whether a late packet was logged
         self.late: dict[bytes, bool] | None = None
+        #: the one connection admitted beyond ``max_connections`` for a loopback admin: a binary
+        #: packet closes it (a worker or client must not take the operator's slot)
+        self.admin_only = False
 
     def push(self, data: bytes) -> None:
         """Queue bytes to send."""

@@ -8,17 +8,18 @@ functions.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from gearpy.protocol import PacketType, encode
 
 T = PacketType
 
 #: gearmand's GEARMAN_MAX_UNIQUE_SIZE: a unique of this length or more is cut and never coalesces.
-MAX_UNIQUE = 64
+MAX_UNIQUE: Final = 64
 #: gearmand's GEARMAND_JOB_HANDLE_SIZE less its NUL.
-MAX_HANDLE = 63
+MAX_HANDLE: Final = 63
 #: gearmand's GEARMAN_MAX_IDENTIFIER less its NUL (SET_CLIENT_ID).
-MAX_CLIENT_ID = 127
+MAX_CLIENT_ID: Final = 127
 #: Longest function name accepted by default: libgearman's GEARMAN_FUNCTION_MAX_SIZE (its workers
 #: refuse longer ones; gearmand itself has no limit).
 DEFAULT_MAX_FUNCTION_NAME = 512
@@ -28,8 +29,8 @@ _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 #: The same plus space, for the space-separated fields of ``workers`` (the client id).
 _CONTROL_OR_SPACE = re.compile(rb"[\x00-\x20\x7f]")
 
-NOOP = encode(T.NOOP)
-NO_JOB = encode(T.NO_JOB)
+NOOP: Final = encode(T.NOOP)
+NO_JOB: Final = encode(T.NO_JOB)
 ERR_NOT_EXPECTED = encode(T.ERROR, b"INVALID_COMMAND", b"Command not expected")
 ERR_BAD_MAGIC = encode(T.ERROR, b"INVALID_MAGIC", b"Request magic expected")
 ERR_UNIQUE_TOO_LARGE = encode(T.ERROR, b"ARGUMENT_TOO_LARGE", b"Unique value too large")

@@ -211,15 +211,15 @@ def test_startup_log_redacts_the_store_password(tmp_path):
 
 
 def test_failing_connection_handler_logs_one_line_not_a_traceback(tmp_path):
-    """A bug in handling one packet (simulated: ECHO_REQ "boom" raises) costs that connection only."""
+    """A bug in handling one read (simulated: ECHO_REQ "boom" raises) costs that connection only."""
     inject = (
         "from gearpy.server import core\n"
-        "handle = core.ServerCore.handle\n"
-        "def failing(self, conn, event):\n"
-        "    if getattr(event, 'args', None) == (b'boom',):\n"
+        "receive = core.ServerCore.receive\n"
+        "def failing(self, conn, decoder, data):\n"
+        "    if data.endswith(b'boom'):\n"
         "        raise ModuleNotFoundError(\"No module named 'gearpy.server.admin'\")\n"
-        "    return handle(self, conn, event)\n"
-        "core.ServerCore.handle = failing\n"
+        "    return receive(self, conn, decoder, data)\n"
+        "core.ServerCore.receive = failing\n"
         "from gearpy.server.cli import main\n"
         "main()\n"
     )
