@@ -431,3 +431,49 @@ def test_generated_packets_round_trip(pkts, chunk):
         d.feed(data[i : i + chunk])
         out.extend(d.events())
     assert out == pkts
+
+
+# ---------------------------------------------------------------- the unboxed fast path (advance)
+
+
+def test_advance_leaves_each_packets_fields_on_the_decoder():
+    from gearpy.protocol import ADMIN_LINE, NEED_MORE
+
+    d = Decoder()
+    submit = encode_request(T.SUBMIT_JOB, b"fn", b"u1", b"pay\x00load")
+    d.feed(submit + encode(T.NOOP) + b"status\r\n" + submit[:7])
+    assert d.advance() == T.SUBMIT_JOB
+    assert d.args == (b"fn", b"u1", b"pay\x00load") and d.request is True
+    assert d.advance() == T.NOOP
+    assert d.args == () and d.request is False
+    assert d.advance() == ADMIN_LINE
+    assert d.admin == AdminCommand(b"status", (b"status",), True)
+    assert d.advance() == NEED_MORE  # half a header is not an event
+    assert d.buffered == 7
+    d.feed(submit[7:])
+    assert d.advance() == T.SUBMIT_JOB and d.args[0] == b"fn"
+    assert d.advance() == NEED_MORE and d.buffered == 0
+
+
+def test_advance_raises_what_events_raises():
+    for data, error in (
+        (b"\x00REX" + struct.pack(">II", 7, 0), BadMagic),
+        (REQ + struct.pack(">II", 99, 0), UnknownPacketType),
+        (REQ + struct.pack(">II", 7, 4) + b"fnfn", MalformedPacket),
+    ):
+        d = Decoder()
+        d.feed(data)
+        with pytest.raises(error):
+            d.advance()
+    d = Decoder(max_packet_size=10)
+    d.feed(REQ + struct.pack(">II", 7, 11))
+    with pytest.raises(PacketTooLarge):
+        d.advance()
+
+
+@pytest.mark.parametrize("size", [0, 1, 254, 255, 256, 257, 70_000])
+def test_cached_small_headers_frame_as_encode_does(size):
+    body = b"h" * size
+    for _ in range(2):  # the second call is served from the header cache
+        assert encode_unchecked_one(T.JOB_CREATED, body) == encode(T.JOB_CREATED, body)
+        assert encode_unchecked(T.WORK_COMPLETE, b"H:x:1", body) == encode(T.WORK_COMPLETE, b"H:x:1", body)
