@@ -282,6 +282,7 @@ class ServerCore:
             while True:
                 kind = decoder.advance()
                 if kind == NEED_MORE:
+                    decoder.args = ()  # (the last payload is not kept alive by an idle connection)
                     break
                 n += 1
                 if kind == ADMIN_LINE:

@@ -63,3 +63,9 @@ def test_the_kept_admin_connection_answers_admin_lines_and_closes_on_a_binary_pa
     n, reason = core.receive(conn, dec, encode_request(T.CAN_DO, b"fn"))
     assert reason == "closed: binary packet on the connection kept for a loopback admin"
     assert conn.closing and b"fn" not in core.functions
+
+
+def test_an_idle_connection_keeps_no_reference_to_its_last_payload():
+    core, conn, dec = _core()
+    core.receive(conn, dec, encode_request(T.SUBMIT_JOB_BG, b"fn", b"", b"p" * 500))
+    assert dec.args == ()
