@@ -322,8 +322,8 @@ class Decoder:
                 self._buf = b""
                 self._pos = 0
             return NEED_MORE
+        self._pos = end  # past the packet before its fields are checked, as events() always was
         self.args = _split(kind, buf, start, end)
-        self._pos = end
         return kind
 
     def _next_admin(self, buf: bytes, pos: int) -> AdminCommand | None:

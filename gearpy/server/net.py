@@ -335,16 +335,45 @@ class GearServer:
         return link
 
     def _attach(self, sock: socket.socket, addr: Any, admin_only: bool) -> None:
-        """Serve a plain TCP connection from the loop's read watcher (see the module docstring)."""
-        tune_connection(sock, self.cfg)
-        link = self._open_link(sock, addr, None, admin_only)
-        link.slot = True
-        link.watcher = self._loop.io(sock.fileno(), 1)
-        link.watcher.start(self._on_readable, link)
-        self._on_readable(link)  # what arrived with the connection (or its end) is read now
+        """Serve a plain TCP connection from the loop's read watcher (see the module docstring).
+
+        Called by the accept loop, which must survive whatever happens here: a failure closes
+        this connection and gives its place back, with one log line.
+        """
+        link: _Link | None = None
+        try:
+            tune_connection(sock, self.cfg)
+            link = self._open_link(sock, addr, None, admin_only)
+            link.slot = True
+            # Level-triggered: what arrived with the connection (or its end) is read at the
+            # loop's next turn.
+            link.watcher = self._loop.io(sock.fileno(), 1)
+            link.watcher.start(self._on_readable, link)
+        except Exception as exc:
+            log.error("connection from %s: internal error: %s: %s", addr, type(exc).__name__, exc)
+            if link is None:
+                sock.close()
+                self._release_slot(admin_only)
+            else:
+                link.reason = f"closed: internal error: {type(exc).__name__}: {exc}"
+                self._close_link(link)
 
     def _on_readable(self, link: _Link) -> None:
-        """One read of a plain TCP connection, applied to the core (called by the loop)."""
+        """One read of a plain TCP connection, applied to the core (called by the loop).
+
+        Whatever fails here closes this connection with one log line, as a failing reader
+        greenlet did: the loop itself would print a traceback and keep the connection open.
+        """
+        try:
+            self._read_once(link)
+        except Exception as exc:
+            reason = f"closed: internal error: {type(exc).__name__}: {exc}"
+            log.error("connection %d from %s: %s", link.conn.id, link.conn.ip, reason[8:])
+            if not link.closed:
+                link.reason = reason
+                self._close_link(link)
+
+    def _read_once(self, link: _Link) -> None:
         try:
             data = link.sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -368,15 +397,14 @@ class GearServer:
             elif n or link.timer is None:
                 # Half a packet: all of it must arrive within packet_timeout of its first byte,
                 # however the peer drips it (no slowloris).
-                self._stop_timer(link)
-                link.timer = self._loop.timer(self.cfg.packet_timeout)
-                link.timer.start(self._packet_timed_out, link)
+                self._start_packet_timer(link)
         if conn.pending > self.cfg.max_pending_commits:
             # Stop reading until the store answered half of its waiting submits (``flush``
             # resumes): its further requests stay in the socket buffers and TCP slows the peer
             # down, so a slow store costs a pipelining client latency, not the server memory.
             link.watcher.stop()
             link.paused = True
+            self._stop_timer(link)  # the rest of a half-read packet waits in the socket: no timeout
             self.flush()
         elif conn.out_bytes > FLUSH_NOW_BYTES:
             self.flush()  # send (and enforce the output cap) before reading more
@@ -422,6 +450,11 @@ class GearServer:
         link.timer = self._loop.timer(CLOSING_DRAIN_SECONDS)
         link.timer.start(self._close_link, link)
 
+    def _start_packet_timer(self, link: _Link) -> None:
+        self._stop_timer(link)
+        link.timer = self._loop.timer(self.cfg.packet_timeout)
+        link.timer.start(self._packet_timed_out, link)
+
     def _packet_timed_out(self, link: _Link) -> None:
         link.timer = None
         link.reason = "closed: incomplete packet timed out"
@@ -437,9 +470,18 @@ class GearServer:
         for a result, a durable commit or unsent output): each holds a slot for nothing."""
         now = monotonic()
         limit = self.cfg.idle_timeout
+        half_packets = self.cfg.packet_timeout > 0  # a half-read packet has its own timeout
         for link in list(self.links.values()):
             conn = link.conn
-            if conn.abilities or conn.waiting or conn.jobs or conn.pending or conn.out_bytes or link.backlog:
+            if (
+                conn.abilities
+                or conn.waiting
+                or conn.jobs
+                or conn.pending
+                or conn.out_bytes
+                or link.backlog
+                or (half_packets and link.decoder.buffered)
+            ):
                 link.last_read = now  # busy: its idle time starts when it holds nothing
             elif now - link.last_read >= limit and not link.closed:
                 link.reason = "closed: idle timeout"
@@ -629,6 +671,8 @@ class GearServer:
         if link.conn.pending <= self.cfg.max_pending_commits // 2 and link.watcher is not None:
             link.paused = False
             link.watcher.start(self._on_readable, link)
+            if self.cfg.packet_timeout and link.decoder.buffered:
+                self._start_packet_timer(link)
 
     def _write_backlog(self, link: _Link) -> None:
         sock = link.sock

@@ -477,3 +477,11 @@ def test_cached_small_headers_frame_as_encode_does(size):
     for _ in range(2):  # the second call is served from the header cache
         assert encode_unchecked_one(T.JOB_CREATED, body) == encode(T.JOB_CREATED, body)
         assert encode_unchecked(T.WORK_COMPLETE, b"H:x:1", body) == encode(T.WORK_COMPLETE, b"H:x:1", body)
+
+
+def test_a_malformed_packet_is_consumed_before_it_is_refused():
+    d = Decoder()
+    d.feed(REQ + struct.pack(">II", 7, 4) + b"fnfn" + encode_request(T.ECHO_REQ, b"next"))
+    with pytest.raises(MalformedPacket):
+        d.advance()
+    assert d.advance() == T.ECHO_REQ and d.args == (b"next",)

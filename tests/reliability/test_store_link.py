@@ -200,3 +200,33 @@ def test_redis_without_aof_is_warned_about_at_start(server, service_of) -> None:
         assert "WARNING" in log and f"appendfsync={fsync}" in log, log
     else:
         assert "fsync at every batch" in log and "not fsynced" not in log, log
+
+
+def test_a_paused_connection_is_not_timed_out_for_a_packet_it_has_not_read(
+    server, fault_proxy, service_of
+) -> None:
+    # Back-pressure stops reading a connection while the store is slow; the rest of a packet it
+    # had started then waits in the socket, unread on purpose: the packet timeout must not close
+    # the connection for it (every job acknowledged so far would be submitted again elsewhere).
+    svc = service_of("redis")
+    link = fault_proxy(svc.port)
+    srv = server("-q", svc.url_for(link.port), "--max-pending-commits", "8", "--packet-timeout", "1")
+    link.delay(1.0)  # a commit takes 2 s or more: longer than the packet timeout
+    data = b"".join(encode_request(T.SUBMIT_JOB_BG, b"record", b"", f"p:{i}".encode()) for i in range(20))
+    sock = socket.create_connection((srv.host, srv.port))
+    sock.sendall(data[:-5])  # 19 whole submits and the start of the 20th: reading pauses mid-packet
+    time.sleep(0.5)
+    sock.sendall(data[-5:])  # the rest waits in the socket while the connection is paused
+    time.sleep(2.0)
+    link.heal()
+    dec = Decoder(allow_admin=False)
+    created = 0
+    sock.settimeout(30)
+    while created < 20:
+        chunk = sock.recv(65536)
+        assert chunk, f"server closed the connection after {created} of 20 JOB_CREATED"
+        dec.feed(chunk)
+        for packet in dec.events():
+            assert packet.kind == T.JOB_CREATED, packet
+            created += 1
+    sock.close()

@@ -435,3 +435,13 @@ def test_last_error_is_sent_even_behind_a_backlog(make_server):
     kinds = [e.kind for e in events]  # type: ignore[attr-defined]
     assert kinds[-1] == T.ERROR, kinds[-3:]
     assert kinds.count(T.ECHO_RES) == 6
+
+
+@pytest.mark.slow
+def test_half_a_packet_is_bounded_by_the_packet_timeout_not_the_idle_timeout(make_server):
+    server = make_server("--idle-timeout", "1", "--packet-timeout", "4")
+    half = connect(server)
+    half.sendall(encode_request(T.SUBMIT_JOB, b"f", b"", b"x")[:7])
+    t0 = time.monotonic()
+    assert closed_by_server(half, 10), "a half-sent packet was kept beyond its timeout"
+    assert time.monotonic() - t0 >= 3.0, "closed by the idle timeout while a packet was arriving"
