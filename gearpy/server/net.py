@@ -345,8 +345,6 @@ class GearServer:
             tune_connection(sock, self.cfg)
             link = self._open_link(sock, addr, None, admin_only)
             link.slot = True
-            # Level-triggered: what arrived with the connection (or its end) is read at the
-            # loop's next turn.
             link.watcher = self._loop.io(sock.fileno(), 1)
             link.watcher.start(self._on_readable, link)
         except Exception as exc:
@@ -357,6 +355,10 @@ class GearServer:
             else:
                 link.reason = f"closed: internal error: {type(exc).__name__}: {exc}"
                 self._close_link(link)
+            return
+        # What arrived with the connection, or its end, is read now: a peer that connected and
+        # left is gone before the next accepted connection is served (its own errors are caught).
+        self._on_readable(link)
 
     def _on_readable(self, link: _Link) -> None:
         """One read of a plain TCP connection, applied to the core (called by the loop).
