@@ -87,12 +87,16 @@ def test_worker_refuses_a_server_it_cannot_verify(tls_server, pki, start_worker)
 
 @pytest.mark.slow
 def test_metrics_with_processes_one_port_per_process(gearpy_server, start_worker):
-    mport = free_port()
-    with socket.socket() as probe:  # the next port must be free too
-        try:
-            probe.bind(("127.0.0.1", mport + 1))
-        except OSError:
-            pytest.skip("port after the free one is taken")
+    for _ in range(50):  # a free port whose next port is free too (a taken neighbour is luck, not a skip)
+        mport = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", mport + 1))
+            except OSError:
+                continue
+        break
+    else:
+        pytest.fail("no two consecutive free ports in 50 tries")
     start_worker("-s", gearpy_server.address, "--processes", "2", "--metrics", f"127.0.0.1:{mport}", "wtasks")
     for port in (mport, mport + 1):
         wait_until(lambda p=port: _get(f"http://127.0.0.1:{p}/healthz")[0] == 200, f"process on port {port}")
